@@ -1,0 +1,138 @@
+package handler
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/jwt"
+	"github.com/ory/fosite"
+)
+
+// claims are the registered claims of RFC 7523 §3 plus the "scope" claim
+// that golang.org/x/oauth2/jwt and Google-style clients send. Decoding into
+// go-jose's types enforces the JSON types of RFC 7519 (NumericDate numbers,
+// "aud" as a string or an array of strings).
+type claims struct {
+	Issuer    string           `json:"iss"`
+	Subject   string           `json:"sub"`
+	Audience  jwt.Audience     `json:"aud"`
+	Expiry    *jwt.NumericDate `json:"exp"`
+	NotBefore *jwt.NumericDate `json:"nbf"`
+	IssuedAt  *jwt.NumericDate `json:"iat"`
+	ID        string           `json:"jti"`
+	Scope     *string          `json:"scope"`
+}
+
+// assertion is a parsed, not yet verified, JWT bearer assertion.
+type assertion struct {
+	jws    *jose.JSONWebSignature
+	alg    string
+	kid    string
+	claims claims
+}
+
+// parseAssertion parses raw once, strictly: compact JWS serialization only
+// (go-jose v3 would also take the JSON serialization), bounded size, one
+// signature, no critical header extensions, bounded "kid", claims of the
+// right JSON types with "iss" and "sub" present. Nothing it returns is
+// trusted until verify succeeds.
+func parseAssertion(raw string, maxSize int) (*assertion, error) {
+	if len(raw) > maxSize {
+		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion is larger than the %d bytes this server accepts.", maxSize)
+	}
+	if !isCompactJWS(raw) {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must be a signed JWT in JWS compact serialization: three base64url parts separated by two dots.")
+	}
+	jws, err := jose.ParseSigned(raw)
+	if err != nil {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion could not be parsed as a signed JWT.").WithWrap(err).WithDebug(err.Error())
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must carry exactly one signature.")
+	}
+	h := jws.Signatures[0].Protected
+	if _, ok := h.ExtraHeaders["crit"]; ok {
+		// RFC 7515 §4.1.11: unknown critical extensions make the JWS
+		// invalid. We implement none, b64 included (RFC 7797).
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header lists critical extensions (\"crit\") that this server does not support.")
+	}
+	if _, ok := h.ExtraHeaders["b64"]; ok {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header must not use the \"b64\" parameter.")
+	}
+	if h.Algorithm == "" {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header has no \"alg\".")
+	}
+	if len(h.KeyID) > maxIDLength {
+		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"kid\" is longer than %d bytes.", maxIDLength)
+	}
+	a := &assertion{jws: jws, alg: h.Algorithm, kid: h.KeyID}
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &a.claims); err != nil {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's claims are not a JSON object with claims of the types RFC 7519 defines.").WithWrap(err).WithDebug(err.Error())
+	}
+	if a.claims.Issuer == "" {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"iss\" (issuer) claim.")
+	}
+	if a.claims.Subject == "" {
+		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must contain a \"sub\" (subject) claim.")
+	}
+	return a, nil
+}
+
+// isCompactJWS reports whether s is three non-empty base64url parts
+// (RFC 7515 §7.1, no padding, no white space) separated by two dots.
+func isCompactJWS(s string) bool {
+	parts, partLen := 1, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if partLen == 0 {
+				return false
+			}
+			parts, partLen = parts+1, 0
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+			partLen++
+		default:
+			return false
+		}
+	}
+	return parts == 3 && partLen > 0
+}
+
+// algFitsKey reports whether the JWS algorithm alg can be used with key, so
+// that an RSA key can never verify an HMAC ("HS256 with the public key as the
+// secret") and a P-256 key only verifies ES256.
+func algFitsKey(alg string, key interface{}) bool {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return alg == "ES256"
+		case elliptic.P384():
+			return alg == "ES384"
+		case elliptic.P521():
+			return alg == "ES512"
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	case []byte:
+		return alg == "HS256" || alg == "HS384" || alg == "HS512"
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,408 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/jwtbearer/jwtbearer/store"
+)
+
+// GrantType is the grant_type value of RFC 7523 §2.1.
+const GrantType = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// Handler is a fosite.TokenEndpointHandler for the JWT Bearer grant.
+type Handler struct {
+	// Keys finds the keys trusted for an assertion's issuer and subject.
+	Keys store.KeyResolver
+	// Replay redeems each assertion's (iss, jti) once, atomically.
+	Replay store.ReplayGuard
+
+	// Config holds the fosite settings the handler reads. The token URLs and
+	// the access-token issuer identify this server as the assertion's
+	// audience.
+	Config interface {
+		fosite.AccessTokenLifespanProvider
+		fosite.RefreshTokenLifespanProvider
+		fosite.TokenURLProvider
+		fosite.AccessTokenIssuerProvider
+		fosite.ScopeStrategyProvider
+		fosite.AudienceStrategyProvider
+	}
+	// Settings supplies the jwt-bearer policy; nil means the default policy.
+	Settings SettingsProvider
+
+	// HandleHelper issues and stores the access token.
+	*oauth2.HandleHelper
+	// RefreshTokenStrategy and RefreshTokenStorage are needed only when
+	// Settings.IssueRefreshTokens is set.
+	RefreshTokenStrategy oauth2.RefreshTokenStrategy
+	RefreshTokenStorage  oauth2.RefreshTokenStorage
+}
+
+var _ fosite.TokenEndpointHandler = (*Handler)(nil)
+
+var defaultSettings = &Settings{}
+
+func (h *Handler) settings(ctx context.Context) *Settings {
+	if h.Settings != nil {
+		if s := h.Settings.GetJWTBearerSettings(ctx); s != nil {
+			return s
+		}
+	}
+	return defaultSettings
+}
+
+// CanHandleTokenEndpointRequest is true for exactly one grant_type, the
+// jwt-bearer URN (RFC 7523 §2.1).
+func (h *Handler) CanHandleTokenEndpointRequest(_ context.Context, requester fosite.AccessRequester) bool {
+	return requester.GetGrantTypes().ExactOne(GrantType)
+}
+
+// CanSkipClientAuth lets a request without client credentials through when
+// the policy makes client authentication optional (RFC 7521 §4.1). A request
+// that carries credentials never skips: fosite then answers a failed
+// authentication with its error instead of silently ignoring the
+// credentials (RFC 7523 §3.1: if present, they MUST be validated).
+func (h *Handler) CanSkipClientAuth(ctx context.Context, requester fosite.AccessRequester) bool {
+	if h.settings(ctx).RequireClientAuth {
+		return false
+	}
+	return !carriesClientCredentials(ctx, requester)
+}
+
+// carriesClientCredentials reports whether the request holds any form of
+// client authentication: an Authorization header, or client_id,
+// client_secret or client_assertion parameters.
+func carriesClientCredentials(ctx context.Context, requester fosite.AccessRequester) bool {
+	form := requester.GetRequestForm()
+	for _, name := range []string{"client_id", "client_secret", "client_assertion", "client_assertion_type"} {
+		if _, ok := form[name]; ok {
+			return true
+		}
+	}
+	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok && r.Header.Get("Authorization") != "" {
+		return true
+	}
+	return false
+}
+
+// clientAuthenticated reports whether fosite authenticated a client for
+// this request: it did whenever the handler did not let it skip.
+func (h *Handler) clientAuthenticated(ctx context.Context, requester fosite.AccessRequester) bool {
+	return !h.CanSkipClientAuth(ctx, requester)
+}
+
+// HandleTokenEndpointRequest validates the assertion (RFC 7523 §2.1 and §3,
+// RFC 7521 §4.1 and §5.2) and prepares the session. The jti is claimed last,
+// after every other check, so that a rejected request consumes nothing.
+func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, request) {
+		return fosite.ErrUnknownRequest
+	}
+	form := request.GetRequestForm()
+	for _, name := range []string{"grant_type", "assertion", "scope"} {
+		if len(form[name]) > 1 {
+			return fosite.ErrInvalidRequest.WithHintf("The %q parameter must not be included more than once (RFC 6749 §3.2).", name)
+		}
+	}
+	s := h.settings(ctx)
+	now := s.now()
+
+	authenticated := h.clientAuthenticated(ctx, request)
+	client := request.GetClient()
+	if authenticated && !client.GetGrantTypes().Has(GrantType) {
+		return fosite.ErrUnauthorizedClient.WithHintf("The OAuth 2.0 client is not allowed to use the grant type %q.", GrantType)
+	}
+
+	raw := form.Get("assertion")
+	if raw == "" {
+		return fosite.ErrInvalidRequest.WithHintf("The \"assertion\" parameter is required with grant_type %q.", GrantType)
+	}
+	a, err := parseAssertion(raw, s.maxSize())
+	if err != nil {
+		return err
+	}
+	tk, err := h.verify(ctx, a, s, now)
+	if err != nil {
+		return err
+	}
+	trust := tk.Trust
+	if err := h.checkClaims(ctx, a, trust, s, now); err != nil {
+		return err
+	}
+
+	if len(trust.Clients) > 0 {
+		if !authenticated {
+			return fosite.ErrInvalidClient.WithHint("Client authentication is required to redeem assertions from this issuer.")
+		}
+		if !contains(trust.Clients, client.GetID()) {
+			return fosite.ErrUnauthorizedClient.WithHint("The authenticated client may not redeem assertions from this issuer.")
+		}
+	}
+
+	scopes := request.GetRequestedScopes()
+	if _, ok := form["scope"]; !ok && a.claims.Scope != nil {
+		// No scope parameter: take the assertion's own "scope" claim, as
+		// golang.org/x/oauth2/jwt and Google-style clients send it.
+		scopes = fosite.RemoveEmpty(strings.Split(*a.claims.Scope, " "))
+	}
+	strategy := h.Config.GetScopeStrategy(ctx)
+	for _, scope := range scopes {
+		if !strategy(trust.Scopes, scope) {
+			return fosite.ErrInvalidScope.WithHintf("The trust relationship for this issuer and subject does not allow the scope %q.", scope)
+		}
+		if authenticated && !strategy(client.GetScopes(), scope) {
+			return fosite.ErrInvalidScope.WithHintf("The OAuth 2.0 client is not allowed to request the scope %q.", scope)
+		}
+	}
+	if audience := request.GetRequestedAudience(); len(audience) > 0 {
+		if !authenticated {
+			return fosite.ErrInvalidRequest.WithHint("Requesting an audience requires client authentication.")
+		}
+		if err := h.Config.GetAudienceStrategy(ctx)(client.GetAudience(), audience); err != nil {
+			return err
+		}
+	}
+
+	if a.claims.ID != "" {
+		until := a.claims.Expiry.Time().Add(s.clockSkew())
+		fresh, err := h.Replay.ClaimJTI(ctx, a.claims.Issuer, a.claims.ID, until)
+		if err != nil {
+			return storeError(err)
+		}
+		if !fresh {
+			return fosite.ErrInvalidGrant.WithHint("The assertion has already been used: its \"jti\" was redeemed before.")
+		}
+	}
+
+	for _, scope := range scopes {
+		request.GrantScope(scope)
+	}
+	for _, aud := range request.GetRequestedAudience() {
+		request.GrantAudience(aud)
+	}
+	if !authenticated {
+		// No client authenticated: the token is attributed to the
+		// assertion's issuer, which is how introspection reports its
+		// client_id and which client may revoke it.
+		if ar, ok := request.(*fosite.AccessRequest); ok {
+			ar.Client = &issuerClient{&fosite.DefaultClient{ID: a.claims.Issuer, GrantTypes: fosite.Arguments{GrantType}}}
+		}
+	}
+
+	session, ok := request.GetSession().(interface {
+		fosite.Session
+		SetSubject(string)
+	})
+	if !ok {
+		return fosite.ErrServerError.WithDebugf("The session type %T has no SetSubject method.", request.GetSession())
+	}
+	session.SetSubject(a.claims.Subject)
+	lifespan := fosite.GetEffectiveLifespan(request.GetClient(), fosite.GrantTypeJWTBearer, fosite.AccessToken, h.Config.GetAccessTokenLifespan(ctx))
+	if !s.NoTokenLifetimeCap {
+		// RFC 7521 §4.1: the token should not significantly outlive the
+		// assertion. An assertion accepted within the clock skew after its
+		// "exp" still gets a one-second token rather than a negative one.
+		if remaining := a.claims.Expiry.Time().Sub(now); remaining < lifespan {
+			lifespan = max(remaining, time.Second)
+		}
+	}
+	session.SetExpiresAt(fosite.AccessToken, now.UTC().Add(lifespan).Truncate(time.Second))
+	if h.issuesRefreshToken(ctx, request, s, authenticated) {
+		refresh := fosite.GetEffectiveLifespan(request.GetClient(), fosite.GrantTypeJWTBearer, fosite.RefreshToken, h.Config.GetRefreshTokenLifespan(ctx))
+		if refresh > 0 {
+			session.SetExpiresAt(fosite.RefreshToken, now.UTC().Add(refresh).Truncate(time.Second))
+		}
+	}
+	return nil
+}
+
+// verify finds the trusted key that signed the assertion. Keys come only
+// from the store: "jwk", "jku", "x5u" and "x5c" headers are never used
+// (RFC 8725 §3.10). The header's "alg" must be on the relationship's
+// allow-list and, when the key names an "alg", equal it (RFC 8725 §3.1).
+func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now time.Time) (store.TrustedKey, error) {
+	keys, err := h.Keys.TrustedKeys(ctx, a.claims.Issuer, a.claims.Subject, a.kid)
+	if err != nil {
+		return store.TrustedKey{}, storeError(err)
+	}
+	var expired, algRefused bool
+	for _, tk := range keys {
+		if tk.Trust.Expired(now) {
+			expired = true
+			continue
+		}
+		allowed := tk.Trust.Algorithms
+		if len(allowed) == 0 {
+			allowed = s.algorithms()
+		}
+		if !contains(allowed, a.alg) || (tk.Key.Algorithm != "" && tk.Key.Algorithm != a.alg) || !algFitsKey(a.alg, tk.Key.Key) {
+			algRefused = true
+			continue
+		}
+		if err := a.jws.DetachedVerify(a.jws.UnsafePayloadWithoutVerification(), tk.Key); err == nil {
+			return tk, nil
+		}
+	}
+	switch {
+	case len(keys) == 0 && a.kid != "":
+		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("No key with the assertion's \"kid\" %q is trusted for assertions from issuer %q about subject %q.", truncate(a.kid), truncate(a.claims.Issuer), truncate(a.claims.Subject))
+	case len(keys) == 0:
+		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("No key is trusted for assertions from issuer %q about subject %q.", truncate(a.claims.Issuer), truncate(a.claims.Subject))
+	case expired && !algRefused:
+		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint("The trust relationship for this issuer and subject has expired.")
+	case algRefused:
+		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("The assertion's signing algorithm %q is not allowed for the keys trusted for this issuer and subject.", truncate(a.alg))
+	}
+	return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint("The assertion's signature does not verify with any key trusted for its issuer and subject.")
+}
+
+// checkClaims applies RFC 7523 §3 to the verified claims.
+func (h *Handler) checkClaims(ctx context.Context, a *assertion, trust *store.Trust, s *Settings, now time.Time) error {
+	c := &a.claims
+	if len(c.Audience) == 0 {
+		return fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"aud\" (audience) claim.")
+	}
+	if !h.audienceAccepted(ctx, c.Audience, s) {
+		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"aud\" claim must contain this server's issuer identifier or token endpoint URL: %s.", strings.Join(h.audiences(ctx, s), ", "))
+	}
+	skew := s.clockSkew()
+	if c.Expiry == nil {
+		return fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"exp\" (expiration time) claim.")
+	}
+	exp := c.Expiry.Time()
+	if now.After(exp.Add(skew)) {
+		return fosite.ErrInvalidGrant.WithHint("The assertion has expired.")
+	}
+	if c.NotBefore != nil && now.Add(skew).Before(c.NotBefore.Time()) {
+		return fosite.ErrInvalidGrant.WithHint("The assertion is not valid yet: its \"nbf\" (not before) is in the future.")
+	}
+	if c.IssuedAt != nil && now.Add(skew).Before(c.IssuedAt.Time()) {
+		return fosite.ErrInvalidGrant.WithHint("The assertion's \"iat\" (issued at) is in the future.")
+	}
+	maxLife := s.maxLifetime() + skew
+	if exp.Sub(now) > maxLife {
+		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"exp\" is too far in the future: this server accepts assertions valid for at most %s.", s.maxLifetime())
+	}
+	if c.IssuedAt != nil && exp.Sub(c.IssuedAt.Time()) > maxLife {
+		return fosite.ErrInvalidGrant.WithHintf("The assertion's lifetime from \"iat\" to \"exp\" exceeds the %s this server accepts.", s.maxLifetime())
+	}
+	requireJTI := !s.JTIOptional
+	if trust.RequireJTI != nil {
+		requireJTI = *trust.RequireJTI
+	}
+	if requireJTI && c.ID == "" {
+		return fosite.ErrInvalidGrant.WithHint("The assertion must contain a \"jti\" (JWT ID) claim: this server redeems every assertion once.")
+	}
+	if len(c.ID) > maxIDLength {
+		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"jti\" is longer than %d bytes.", maxIDLength)
+	}
+	return nil
+}
+
+// audienceAccepted reports whether aud names this server: a configured
+// audience, a token URL or the issuer identifier, compared as plain strings
+// (RFC 7521 §5.2).
+func (h *Handler) audienceAccepted(ctx context.Context, aud []string, s *Settings) bool {
+	for _, v := range aud {
+		if contains(s.Audiences, v) || contains(h.Config.GetTokenURLs(ctx), v) {
+			return true
+		}
+		if iss := h.Config.GetAccessTokenIssuer(ctx); iss != "" && iss == v {
+			return true
+		}
+	}
+	return false
+}
+
+// audiences lists the accepted audience values, for the error hint.
+func (h *Handler) audiences(ctx context.Context, s *Settings) []string {
+	var out []string
+	add := func(v string) {
+		if v != "" && !contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	add(h.Config.GetAccessTokenIssuer(ctx))
+	for _, v := range h.Config.GetTokenURLs(ctx) {
+		add(v)
+	}
+	for _, v := range s.Audiences {
+		add(v)
+	}
+	return out
+}
+
+// issuerClient stands in for the client when none authenticated: the
+// token is attributed to the assertion's issuer.
+type issuerClient struct{ *fosite.DefaultClient }
+
+// issuesRefreshToken reports whether this request gets a refresh token: only
+// when configured, for an authenticated client allowed the refresh_token
+// grant, since refreshing requires authenticating that client again.
+func (h *Handler) issuesRefreshToken(_ context.Context, request fosite.AccessRequester, s *Settings, authenticated bool) bool {
+	return s.IssueRefreshTokens && h.RefreshTokenStrategy != nil && h.RefreshTokenStorage != nil &&
+		authenticated && request.GetClient().GetGrantTypes().Has("refresh_token")
+}
+
+// PopulateTokenEndpointResponse issues the access token (and, when
+// configured, a refresh token) for a request that HandleTokenEndpointRequest
+// accepted.
+func (h *Handler) PopulateTokenEndpointResponse(ctx context.Context, request fosite.AccessRequester, response fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, request) {
+		return fosite.ErrUnknownRequest
+	}
+	lifespan := h.Config.GetAccessTokenLifespan(ctx)
+	if exp := request.GetSession().GetExpiresAt(fosite.AccessToken); !exp.IsZero() {
+		lifespan = time.Until(exp)
+	}
+	signature, err := h.IssueAccessToken(ctx, lifespan, request, response)
+	if err != nil {
+		return storeError(err)
+	}
+	// The HTTP request is gone from ctx by now; an authenticated client is
+	// one that is neither fosite's empty default nor the issuer stand-in.
+	_, standIn := request.GetClient().(*issuerClient)
+	authenticated := !standIn && request.GetClient().GetID() != ""
+	if !h.issuesRefreshToken(ctx, request, h.settings(ctx), authenticated) {
+		return nil
+	}
+	token, refreshSignature, err := h.RefreshTokenStrategy.GenerateRefreshToken(ctx, request)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
+	}
+	if err := h.RefreshTokenStorage.CreateRefreshTokenSession(ctx, refreshSignature, signature, request.Sanitize([]string{})); err != nil {
+		return storeError(err)
+	}
+	response.SetExtra("refresh_token", token)
+	return nil
+}
+
+// storeError turns a storage failure into a fosite error that issues
+// nothing: 503 temporarily_unavailable for an outage expected to pass,
+// 500 server_error otherwise. The cause goes to the debug field only.
+func storeError(err error) error {
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		return err
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return fosite.ErrTemporarilyUnavailable.WithHint("The token store cannot be reached; try again later.").WithWrap(err).WithDebug(err.Error())
+	}
+	return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
+}
+
+// truncate bounds caller-supplied strings echoed in hints.
+func truncate(s string) string {
+	const n = 128
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
