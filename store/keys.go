@@ -1,0 +1,458 @@
+package store
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v3"
+)
+
+// MinRSABits is the smallest RSA modulus accepted for a trusted key
+// (NIST SP 800-131A; RFC 7518 §3.3 requires 2048 for RS*/PS*).
+const MinRSABits = 2048
+
+// MinSymmetricKeyBytes is the smallest shared secret accepted for HS*
+// relationships. RFC 7518 §3.2 asks for a key at least as long as the hash
+// output, so HS384 and HS512 need 48 and 64 bytes.
+const MinSymmetricKeyBytes = 32
+
+// keyKind names the kind of key material a JWS algorithm needs, in the words
+// used in error messages.
+type keyKind string
+
+const (
+	kindRSA       keyKind = "RSA"
+	kindP256      keyKind = "EC P-256"
+	kindP384      keyKind = "EC P-384"
+	kindP521      keyKind = "EC P-521"
+	kindEd25519   keyKind = "Ed25519"
+	kindSymmetric keyKind = "symmetric"
+)
+
+// algKinds lists every JWS algorithm a relationship may name, with the key
+// kind it verifies with. "none" is deliberately absent.
+var algKinds = map[string]keyKind{
+	string(jose.RS256): kindRSA,
+	string(jose.RS384): kindRSA,
+	string(jose.RS512): kindRSA,
+	string(jose.PS256): kindRSA,
+	string(jose.PS384): kindRSA,
+	string(jose.PS512): kindRSA,
+	string(jose.ES256): kindP256,
+	string(jose.ES384): kindP384,
+	string(jose.ES512): kindP521,
+	string(jose.EdDSA): kindEd25519,
+	string(jose.HS256): kindSymmetric,
+	string(jose.HS384): kindSymmetric,
+	string(jose.HS512): kindSymmetric,
+}
+
+// hmacKeyBytes is the minimum key length of each HS* algorithm (RFC 7518 §3.2).
+var hmacKeyBytes = map[string]int{
+	string(jose.HS256): 32,
+	string(jose.HS384): 48,
+	string(jose.HS512): 64,
+}
+
+// ParseKeys reads public keys for a trust relationship. It accepts PEM, with
+// one or more blocks of type "PUBLIC KEY" (SPKI), "RSA PUBLIC KEY" (PKCS#1)
+// or "CERTIFICATE" (whose public key is taken; the certificate itself is not
+// verified nor kept), or JSON: a single JWK or a JWK Set ({"keys": [...]}).
+// A JWK may be a symmetric ("oct") key, for HS* relationships.
+//
+// Private keys are refused rather than silently reduced to their public
+// half: whoever supplies one has sent a secret where it does not belong.
+// The keys are not validated further and get no KeyID here; NormalizeTrust
+// does both.
+func ParseKeys(data []byte) ([]jose.JSONWebKey, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, errors.New("keys: input is empty")
+	}
+	if trimmed[0] == '{' {
+		return parseJSONKeys(trimmed)
+	}
+	return parsePEMKeys(trimmed)
+}
+
+func parseJSONKeys(data []byte) ([]jose.JSONWebKey, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("keys: input starts with '{' but is not valid JSON: %w", err)
+	}
+
+	// Look for private members before go-jose parses them, so that a
+	// private key is named as such even when it is malformed.
+	objects := []map[string]json.RawMessage{probe}
+	if rawKeys, isSet := probe["keys"]; isSet {
+		objects = nil
+		_ = json.Unmarshal(rawKeys, &objects) // a bad set is reported below
+	}
+	for i, obj := range objects {
+		if _, private := obj["d"]; private {
+			return nil, fmt.Errorf("keys: JWK %d: this is a private key; give the public key", i)
+		}
+	}
+
+	var keys []jose.JSONWebKey
+	if _, isSet := probe["keys"]; isSet {
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(data, &set); err != nil {
+			return nil, fmt.Errorf("keys: invalid JWK Set: %w", err)
+		}
+		if len(set.Keys) == 0 {
+			return nil, errors.New("keys: the JWK Set holds no keys")
+		}
+		keys = set.Keys
+	} else {
+		var key jose.JSONWebKey
+		if err := json.Unmarshal(data, &key); err != nil {
+			return nil, fmt.Errorf("keys: invalid JWK: %w", err)
+		}
+		keys = []jose.JSONWebKey{key}
+	}
+
+	for i := range keys {
+		if isPrivate(keys[i].Key) {
+			return nil, fmt.Errorf("keys: JWK %d: this is a private key; give the public key", i)
+		}
+	}
+	return keys, nil
+}
+
+func parsePEMKeys(data []byte) ([]jose.JSONWebKey, error) {
+	var keys []jose.JSONWebKey
+	rest := data
+	for n := 0; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		key, err := parsePEMBlock(block)
+		if err != nil {
+			return nil, fmt.Errorf("keys: PEM block %d: %w", n, err)
+		}
+		keys = append(keys, jose.JSONWebKey{Key: key})
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("keys: input is neither PEM nor a JSON Web Key (Set)")
+	}
+	return keys, nil
+}
+
+func parsePEMBlock(block *pem.Block) (any, error) {
+	var key any
+	var err error
+	switch {
+	case strings.Contains(block.Type, "PRIVATE KEY"):
+		return nil, fmt.Errorf("%q: this is a private key; give the public key", block.Type)
+	case block.Type == "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case block.Type == "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case block.Type == "CERTIFICATE":
+		var cert *x509.Certificate
+		cert, err = x509.ParseCertificate(block.Bytes)
+		if err == nil {
+			key = cert.PublicKey
+		}
+	default:
+		return nil, fmt.Errorf("unsupported PEM type %q; want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", block.Type, err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return key, nil
+	default:
+		return nil, fmt.Errorf("%q: unsupported key type %T", block.Type, key)
+	}
+}
+
+func isPrivate(key any) bool {
+	switch key.(type) {
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey, crypto.Signer, jose.OpaqueSigner:
+		return true
+	}
+	return false
+}
+
+// Thumbprint returns the RFC 7638 JWK thumbprint of k with SHA-256, encoded
+// as base64url without padding: the KeyID given to keys that have none.
+// Symmetric keys have no thumbprint here (go-jose does not define one, and a
+// hash of a shared secret should not travel in JWS headers); they need an
+// explicit KeyID.
+func Thumbprint(k *jose.JSONWebKey) (string, error) {
+	if _, ok := k.Key.([]byte); ok {
+		return "", errors.New("symmetric keys have no thumbprint; give them a kid")
+	}
+	sum, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(sum), nil
+}
+
+// NormalizeTrust validates t and normalises it in place: every key gets a
+// KeyID (its thumbprint when it had none) and the slices are copied, so that
+// a stored relationship shares no memory with the caller's value.
+//
+// It reports every problem at once (joined with errors.Join), each wrapping
+// ErrInvalid and naming the field, so an operator can fix a relationship in
+// one round. t is left untouched when an error is returned.
+//
+// Rules: Issuer is set; exactly one of Subject and AnySubject; at least one
+// key; keys are valid public keys (RSA of at least MinRSABits, EC on P-256,
+// P-384 or P-521, Ed25519) or, only when Algorithms lists nothing but HS*
+// algorithms, shared secrets of at least MinSymmetricKeyBytes (and of the
+// hash size of every HS* algorithm listed) carrying a kid; a key's "use", if
+// set, is "sig" and its "alg", if set, is a known JWS algorithm that fits
+// the key; Algorithms holds known JWS algorithms only ("none" never); scope
+// tokens follow RFC 6749 §3.3; client IDs are not empty; two keys with the
+// same KeyID are the same key.
+func NormalizeTrust(t *Trust) error {
+	n := *t
+	n.Scopes = cloneStrings(t.Scopes)
+	n.Algorithms = cloneStrings(t.Algorithms)
+	n.Clients = cloneStrings(t.Clients)
+	if t.RequireJTI != nil {
+		v := *t.RequireJTI
+		n.RequireJTI = &v
+	}
+	n.Keys = make([]jose.JSONWebKey, len(t.Keys))
+	for i := range t.Keys {
+		n.Keys[i] = cloneKey(t.Keys[i])
+	}
+
+	var errs []error
+	invalid := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...))
+	}
+
+	if n.Issuer == "" {
+		invalid("issuer: must not be empty")
+	}
+	switch {
+	case n.AnySubject && n.Subject != "":
+		invalid("subject: must be empty when any_subject is set")
+	case !n.AnySubject && n.Subject == "":
+		invalid("subject: set a subject, or any_subject to accept every subject")
+	}
+	for i, s := range n.Scopes {
+		if !validScopeToken(s) {
+			invalid("scopes[%d]: %q is not a valid scope token (RFC 6749 §3.3)", i, s)
+		}
+	}
+	for i, c := range n.Clients {
+		if c == "" {
+			invalid("clients[%d]: must not be empty", i)
+		}
+	}
+
+	// What Algorithms says about symmetric keys.
+	hsListed := false // some HS* algorithm is listed
+	onlyHS := len(n.Algorithms) > 0
+	minSecret := MinSymmetricKeyBytes
+	for i, alg := range n.Algorithms {
+		kind, known := algKinds[alg]
+		switch {
+		case strings.EqualFold(alg, "none"):
+			invalid("algorithms[%d]: \"none\" is never accepted", i)
+			onlyHS = false
+		case !known:
+			invalid("algorithms[%d]: unknown JWS algorithm %q", i, alg)
+			onlyHS = false
+		case kind == kindSymmetric:
+			hsListed = true
+			minSecret = max(minSecret, hmacKeyBytes[alg])
+		default:
+			onlyHS = false
+		}
+	}
+
+	if len(n.Keys) == 0 {
+		invalid("keys: at least one key is required")
+	}
+	for i := range n.Keys {
+		k := &n.Keys[i]
+		kind, problem := checkKey(k, minSecret)
+		if problem != "" {
+			invalid("keys[%d]: %s", i, problem)
+			continue
+		}
+		if k.Use != "" && k.Use != "sig" {
+			invalid("keys[%d]: use is %q; must be \"sig\" (or unset)", i, k.Use)
+		}
+		if k.Algorithm != "" {
+			algKind, known := algKinds[k.Algorithm]
+			switch {
+			case strings.EqualFold(k.Algorithm, "none"):
+				invalid("keys[%d]: alg \"none\" is never accepted", i)
+			case !known:
+				invalid("keys[%d]: unknown JWS algorithm %q", i, k.Algorithm)
+			case algKind != kind:
+				invalid("keys[%d]: alg %s does not fit this %s key (it needs %s)", i, k.Algorithm, kind, algKind)
+			case kind == kindSymmetric && len(k.Key.([]byte)) < hmacKeyBytes[k.Algorithm]:
+				invalid("keys[%d]: %s needs a secret of at least %d bytes, this one has %d",
+					i, k.Algorithm, hmacKeyBytes[k.Algorithm], len(k.Key.([]byte)))
+			}
+		}
+		if kind == kindSymmetric {
+			if !onlyHS {
+				invalid("keys[%d]: a symmetric key needs algorithms to list only HS256, HS384 or HS512", i)
+			}
+			if k.KeyID == "" {
+				invalid("keys[%d]: a symmetric key needs a kid", i)
+			}
+		} else if hsListed {
+			invalid("keys[%d]: algorithms lists an HS* algorithm, which needs every key to be symmetric; this key is %s", i, kind)
+		}
+		if k.KeyID == "" && kind != kindSymmetric {
+			kid, err := Thumbprint(k)
+			if err != nil {
+				invalid("keys[%d]: thumbprint: %v", i, err)
+				continue
+			}
+			k.KeyID = kid
+		}
+	}
+
+	// Same kid, same key: drop the repeat. Same kid, different key (or
+	// different alg or use): an assertion's kid would be ambiguous, so
+	// refuse.
+	if len(errs) == 0 {
+		kept := n.Keys[:0:0]
+		for i := range n.Keys {
+			j := slices.IndexFunc(kept, func(k jose.JSONWebKey) bool { return k.KeyID == n.Keys[i].KeyID })
+			switch {
+			case j < 0:
+				kept = append(kept, n.Keys[i])
+			case !sameMaterial(&kept[j], &n.Keys[i]):
+				invalid("keys[%d]: kid %q is already used by a different key", i, n.Keys[i].KeyID)
+			case kept[j].Algorithm != n.Keys[i].Algorithm || kept[j].Use != n.Keys[i].Use:
+				invalid("keys[%d]: kid %q is already used by the same key with another alg or use", i, n.Keys[i].KeyID)
+			}
+		}
+		n.Keys = kept
+	}
+
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	*t = n
+	return nil
+}
+
+// checkKey reports the kind of k's key material, or a problem with it.
+func checkKey(k *jose.JSONWebKey, minSecret int) (keyKind, string) {
+	switch key := k.Key.(type) {
+	case *rsa.PublicKey:
+		if !k.Valid() {
+			return "", "invalid RSA public key"
+		}
+		if bits := key.N.BitLen(); bits < MinRSABits {
+			return "", fmt.Sprintf("RSA key has %d bits; at least %d are required", bits, MinRSABits)
+		}
+		return kindRSA, ""
+	case *ecdsa.PublicKey:
+		if !k.Valid() {
+			return "", "invalid EC public key"
+		}
+		var kind keyKind
+		switch key.Curve.Params().Name {
+		case "P-256":
+			kind = kindP256
+		case "P-384":
+			kind = kindP384
+		case "P-521":
+			kind = kindP521
+		default:
+			return "", fmt.Sprintf("EC curve %q is not accepted; use P-256, P-384 or P-521", key.Curve.Params().Name)
+		}
+		if _, err := key.ECDH(); err != nil {
+			return "", "EC public key is not a point on its curve"
+		}
+		return kind, ""
+	case ed25519.PublicKey:
+		if !k.Valid() {
+			return "", fmt.Sprintf("Ed25519 public key has %d bytes; want %d", len(key), ed25519.PublicKeySize)
+		}
+		return kindEd25519, ""
+	case []byte:
+		if len(key) < minSecret {
+			return "", fmt.Sprintf("symmetric key has %d bytes; at least %d are required", len(key), minSecret)
+		}
+		return kindSymmetric, ""
+	case nil:
+		return "", "no key material"
+	}
+	if isPrivate(k.Key) {
+		return "", "this is a private key; give the public key"
+	}
+	return "", fmt.Sprintf("unsupported key type %T", k.Key)
+}
+
+// sameMaterial reports whether a and b hold the same key. Both are valid
+// keys of a known kind.
+func sameMaterial(a, b *jose.JSONWebKey) bool {
+	as, aSym := a.Key.([]byte)
+	bs, bSym := b.Key.([]byte)
+	if aSym || bSym {
+		return aSym && bSym && bytes.Equal(as, bs)
+	}
+	ta, errA := Thumbprint(a)
+	tb, errB := Thumbprint(b)
+	return errA == nil && errB == nil && ta == tb
+}
+
+// validScopeToken implements scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
+			return false
+		}
+	}
+	return true
+}
+
+func cloneStrings(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return append(make([]string, 0, len(s)), s...)
+}
+
+// cloneKey copies the parts of k that a caller could still change. Public
+// key values themselves are immutable in practice and are shared.
+func cloneKey(k jose.JSONWebKey) jose.JSONWebKey {
+	if b, ok := k.Key.([]byte); ok {
+		k.Key = bytes.Clone(b)
+	}
+	if k.Certificates != nil {
+		k.Certificates = append([]*x509.Certificate(nil), k.Certificates...)
+	}
+	if k.CertificatesURL != nil {
+		u := *k.CertificatesURL
+		k.CertificatesURL = &u
+	}
+	k.CertificateThumbprintSHA1 = bytes.Clone(k.CertificateThumbprintSHA1)
+	k.CertificateThumbprintSHA256 = bytes.Clone(k.CertificateThumbprintSHA256)
+	return k
+}

@@ -1,0 +1,303 @@
+package memory
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ory/fosite"
+)
+
+// tokenKind tells access-token sessions from refresh-token sessions.
+type tokenKind uint8
+
+const (
+	accessToken tokenKind = iota
+	refreshToken
+)
+
+// session is one stored token session.
+type session struct {
+	kind      tokenKind
+	signature string
+	requestID string
+	req       fosite.Requester
+	// expires is the token's expiry in unix nanoseconds; 0 means none.
+	expires int64
+	// inactive marks a refresh token that was rotated or revoked. It is
+	// kept, not deleted, so that fosite can detect its reuse (RFC 6819
+	// §5.2.2.3) and revoke the whole grant.
+	inactive bool
+	// heapIndex is the session's position in tokenStore.expiry, or -1.
+	heapIndex int
+}
+
+func (s *session) expired(now int64) bool {
+	return s.expires != 0 && s.expires < now
+}
+
+// tokenStore holds fosite's access- and refresh-token sessions. One lock
+// covers them all: a token request writes once or twice, and revocation
+// must see the access and refresh sides of a request together.
+type tokenStore struct {
+	mu      sync.RWMutex
+	access  map[string]*session
+	refresh map[string]*session
+	// byRequest indexes sessions by request ID, so that revoking a grant
+	// costs O(its tokens) instead of a scan.
+	byRequest map[string]map[*session]struct{}
+	// expiry orders the sessions that have an expiry, soonest first.
+	expiry sessionHeap
+}
+
+func (ts *tokenStore) init() {
+	ts.access = make(map[string]*session)
+	ts.refresh = make(map[string]*session)
+	ts.byRequest = make(map[string]map[*session]struct{})
+}
+
+func (ts *tokenStore) table(kind tokenKind) map[string]*session {
+	if kind == refreshToken {
+		return ts.refresh
+	}
+	return ts.access
+}
+
+// create stores req under signature, replacing any session stored there.
+// The caller holds mu for writing.
+func (ts *tokenStore) create(kind tokenKind, signature string, req fosite.Requester, now int64) error {
+	if req == nil {
+		return errors.New("memory: token session: requester is nil")
+	}
+	ts.sweep(now)
+	if old, ok := ts.table(kind)[signature]; ok {
+		ts.remove(old)
+	}
+
+	s := &session{kind: kind, signature: signature, requestID: req.GetID(), req: req, heapIndex: -1}
+	if sess := req.GetSession(); sess != nil {
+		tokenType := fosite.AccessToken
+		if kind == refreshToken {
+			tokenType = fosite.RefreshToken
+		}
+		if exp := sess.GetExpiresAt(tokenType); !exp.IsZero() {
+			s.expires = unixNano(exp)
+		}
+	}
+
+	ts.table(kind)[signature] = s
+	set := ts.byRequest[s.requestID]
+	if set == nil {
+		set = make(map[*session]struct{}, 2)
+		ts.byRequest[s.requestID] = set
+	}
+	set[s] = struct{}{}
+	if s.expires != 0 {
+		heap.Push(&ts.expiry, s)
+	}
+	return nil
+}
+
+// remove forgets s entirely. The caller holds mu for writing.
+func (ts *tokenStore) remove(s *session) {
+	delete(ts.table(s.kind), s.signature)
+	if set := ts.byRequest[s.requestID]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(ts.byRequest, s.requestID)
+		}
+	}
+	if s.heapIndex >= 0 {
+		heap.Remove(&ts.expiry, s.heapIndex)
+	}
+}
+
+// sweep forgets at most sweepBatch sessions that expired before now. Every
+// write sweeps more than it adds, so expired sessions do not pile up, and
+// none is ever returned in the meantime since reads check the expiry.
+func (ts *tokenStore) sweep(now int64) {
+	for n := 0; n < sweepBatch && len(ts.expiry) > 0 && ts.expiry[0].expires < now; n++ {
+		ts.remove(ts.expiry[0])
+	}
+}
+
+// get returns the live session under signature. The caller holds mu.
+func (ts *tokenStore) get(kind tokenKind, signature string, now int64) (*session, bool) {
+	s, ok := ts.table(kind)[signature]
+	if !ok || s.expired(now) {
+		return nil, false
+	}
+	return s, true
+}
+
+func (ts *tokenStore) delete(kind tokenKind, signature string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+
+	ts.sweep(time.Now().UnixNano())
+	if s, ok := ts.table(kind)[signature]; ok {
+		ts.remove(s)
+	}
+}
+
+// revokeAccess deletes the access tokens of a request. The caller holds mu
+// for writing.
+func (ts *tokenStore) revokeAccess(requestID string) {
+	for s := range ts.byRequest[requestID] {
+		if s.kind == accessToken {
+			ts.remove(s)
+		}
+	}
+}
+
+// revokeRefresh marks the refresh tokens of a request inactive. The caller
+// holds mu for writing.
+func (ts *tokenStore) revokeRefresh(requestID string) {
+	for s := range ts.byRequest[requestID] {
+		if s.kind == refreshToken {
+			s.inactive = true
+		}
+	}
+}
+
+// sessionHeap is a container/heap of sessions by expiry that keeps each
+// session's index up to date, so that deleting a session is O(log n)
+// instead of leaving a stale element behind.
+type sessionHeap []*session
+
+func (h sessionHeap) Len() int           { return len(h) }
+func (h sessionHeap) Less(i, j int) bool { return h[i].expires < h[j].expires }
+func (h sessionHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex = i
+	h[j].heapIndex = j
+}
+
+func (h *sessionHeap) Push(x any) {
+	s := x.(*session)
+	s.heapIndex = len(*h)
+	*h = append(*h, s)
+}
+
+func (h *sessionHeap) Pop() any {
+	old := *h
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	s.heapIndex = -1
+	return s
+}
+
+// notFound names the kind of token but not its signature, which is as good
+// as the token to whoever reads the logs.
+func notFound(kind string) error {
+	return fmt.Errorf("memory: %s token session: %w", kind, fosite.ErrNotFound)
+}
+
+// CreateAccessTokenSession implements oauth2.AccessTokenStorage. The
+// session is kept until its access-token expiry
+// (GetSession().GetExpiresAt(fosite.AccessToken)); a session without one
+// is kept until deleted or revoked.
+func (s *Store) CreateAccessTokenSession(_ context.Context, signature string, req fosite.Requester) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	return s.tokens.create(accessToken, signature, req, time.Now().UnixNano())
+}
+
+// GetAccessTokenSession implements oauth2.AccessTokenStorage. It returns
+// the requester as stored, or fosite.ErrNotFound when there is none or it
+// has expired.
+func (s *Store) GetAccessTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	s.tokens.mu.RLock()
+	defer s.tokens.mu.RUnlock()
+
+	sess, ok := s.tokens.get(accessToken, signature, time.Now().UnixNano())
+	if !ok {
+		return nil, notFound("access")
+	}
+	return sess.req, nil
+}
+
+// DeleteAccessTokenSession implements oauth2.AccessTokenStorage. Deleting
+// an unknown signature is not an error.
+func (s *Store) DeleteAccessTokenSession(_ context.Context, signature string) error {
+	s.tokens.delete(accessToken, signature)
+	return nil
+}
+
+// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage. The
+// session is kept until its refresh-token expiry
+// (GetSession().GetExpiresAt(fosite.RefreshToken)), even once rotated or
+// revoked, so that reuse is detected; a session without an expiry is kept
+// until deleted. The access signature is not needed: revocation goes by
+// request ID.
+func (s *Store) CreateRefreshTokenSession(_ context.Context, signature, _ string, req fosite.Requester) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	return s.tokens.create(refreshToken, signature, req, time.Now().UnixNano())
+}
+
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage. For a
+// rotated or revoked token it returns the requester together with
+// fosite.ErrInactiveToken, which is how fosite's refresh handler detects
+// reuse; for an unknown or expired one, fosite.ErrNotFound.
+func (s *Store) GetRefreshTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	s.tokens.mu.RLock()
+	defer s.tokens.mu.RUnlock()
+
+	sess, ok := s.tokens.get(refreshToken, signature, time.Now().UnixNano())
+	if !ok {
+		return nil, notFound("refresh")
+	}
+	if sess.inactive {
+		return sess.req, fmt.Errorf("memory: refresh token session: %w", fosite.ErrInactiveToken)
+	}
+	return sess.req, nil
+}
+
+// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
+// Deleting an unknown signature is not an error.
+func (s *Store) DeleteRefreshTokenSession(_ context.Context, signature string) error {
+	s.tokens.delete(refreshToken, signature)
+	return nil
+}
+
+// RotateRefreshToken implements oauth2.RefreshTokenStorage. fosite calls it
+// before storing the new pair of a refresh grant: it marks the presented
+// refresh token and every other refresh token of the request inactive and
+// deletes the request's access tokens, so that only the pair about to be
+// issued is valid.
+func (s *Store) RotateRefreshToken(_ context.Context, requestID, refreshTokenSignature string) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+
+	if sess, ok := s.tokens.refresh[refreshTokenSignature]; ok {
+		sess.inactive = true
+	}
+	s.tokens.revokeRefresh(requestID)
+	s.tokens.revokeAccess(requestID)
+	return nil
+}
+
+// RevokeRefreshToken implements oauth2.TokenRevocationStorage (RFC 7009
+// §2.1): the refresh tokens of the request become inactive. An unknown
+// request ID is not an error: the outcome, no valid token, is the same.
+func (s *Store) RevokeRefreshToken(_ context.Context, requestID string) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	s.tokens.revokeRefresh(requestID)
+	return nil
+}
+
+// RevokeAccessToken implements oauth2.TokenRevocationStorage (RFC 7009
+// §2.1): the access tokens of the request are deleted. An unknown request
+// ID is not an error.
+func (s *Store) RevokeAccessToken(_ context.Context, requestID string) error {
+	s.tokens.mu.Lock()
+	defer s.tokens.mu.Unlock()
+	s.tokens.revokeAccess(requestID)
+	return nil
+}
