@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jwtbearer/jwtbearer/server"
+)
+
+// runServe runs the token server until ctx is done. Without -config it runs
+// the demo: a key pair in -demo-dir, trusted for issuer TestClient and
+// subject User1 as in the bshaffer walkthrough, and the exact commands that
+// obtain a token.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "[-config FILE] [-listen ADDR] [-demo-dir DIR] [-log-level LEVEL]", stderr)
+	configPath := fs.String("config", "", "YAML configuration `file`; without it the demo runs")
+	listen := fs.String("listen", "", "`address` to listen on, overriding the configuration's listen")
+	demoDir := fs.String("demo-dir", filepath.Join(os.TempDir(), "jwtbearer-demo"), "`folder` for the demo's key pair and configuration")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageErrorf(false, "serve: -log-level: %v", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	path := *configPath
+	demo := path == ""
+	if demo {
+		var err error
+		if path, err = writeDemo(*demoDir, *listen); err != nil {
+			return fmt.Errorf("serve: demo: %w", err)
+		}
+	}
+	cfg, err := server.LoadConfig(path)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	srv, err := server.New(ctx, cfg, server.WithLogger(logger))
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "token_endpoint", cfg.Issuer+"/token")
+	if demo {
+		printDemo(stdout, *demoDir, cfg.Issuer)
+	}
+	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// writeDemo makes (or reuses) the demo key pair and writes the demo
+// configuration, returning its path.
+func writeDemo(dir, listen string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	keyPath := filepath.Join(dir, "id_rsa")
+	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return "", err
+		}
+		if err := writeKeyPair(keyPath, key, false); err != nil {
+			return "", err
+		}
+	} else if err != nil {
+		return "", err
+	}
+	if listen == "" {
+		listen = server.DefaultListen
+	}
+	config := fmt.Sprintf(demoConfig, listen, listen)
+	path := filepath.Join(dir, "config.yaml")
+	return path, os.WriteFile(path, []byte(config), 0o600)
+}
+
+// demoConfig trusts the walkthrough's TestClient/User1. Like the seed's
+// generateJWT, whose $jti is optional, it accepts assertions without a jti
+// for that relationship, and it accepts the seed's audience
+// https://api.mysite.com besides this server's own identifiers.
+const demoConfig = `# Written by 'jwtbearer serve' (demo mode). Copy and edit it for your own use.
+listen: %s
+issuer: http://%s
+jwt_bearer:
+  require_jti: true
+  clock_skew: 30s
+  max_assertion_lifetime: 1h
+  audiences: [https://api.mysite.com]
+trust:
+  - id: test-client-user1
+    issuer: TestClient
+    subject: User1
+    scopes: [read, write]
+    require_jti: false        # the walkthrough's generateJWT sends no jti
+    keys:
+      - file: id_rsa.pub
+`
+
+func printDemo(w io.Writer, dir, issuer string) {
+	self := "jwtbearer"
+	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
+		self = exe
+	} else if err == nil {
+		self = "go run ./server/cmd/jwtbearer"
+	}
+	key := filepath.Join(dir, "id_rsa")
+	fmt.Fprintf(w, `
+jwtbearer demo: issuer TestClient, subject User1, trusted with %s.pub
+Configuration: %s
+
+Get a token:
+
+  %s token -url %s/token -key %s -iss TestClient -sub User1 -scope read
+
+or sign the assertion and post it with curl:
+
+  curl -s %s/token -d grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer \
+    -d assertion=$(%s mint -key %s -iss TestClient -sub User1 -aud %s/token)
+
+Stop with Ctrl-C.
+`, key, filepath.Join(dir, "config.yaml"), self, issuer, key, issuer, self, key, issuer)
+}

@@ -1,0 +1,226 @@
+// Package server composes fosite with the jwt-bearer handler and a store,
+// and serves it over HTTP: POST /token (client_credentials, refresh_token
+// and urn:ietf:params:oauth:grant-type:jwt-bearer), POST /introspect
+// (RFC 7662), POST /revoke (RFC 7009) and GET /healthz.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/jwtbearer/jwtbearer/handler"
+	"github.com/jwtbearer/jwtbearer/store"
+	"github.com/jwtbearer/jwtbearer/store/memory"
+)
+
+// Store is what the server needs of a backend: trust relationships and the
+// replay guard for the grant, clients and token sessions for fosite.
+type Store interface {
+	store.TrustStore
+	store.ReplayGuard
+	store.ClientStore
+	oauth2.TokenRevocationStorage
+}
+
+// Server is a composed authorization server.
+type Server struct {
+	cfg      *Config
+	store    Store
+	provider fosite.OAuth2Provider
+	fosite   *fosite.Config
+	logger   *slog.Logger
+	handler  http.Handler
+}
+
+// Option configures optional collaborators of New.
+type Option func(*Server)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
+
+// WithStore sets the backend instead of a new memory store.
+func WithStore(st Store) Option { return func(s *Server) { s.store = st } }
+
+// bcryptCost is the cost of hashing configured client secrets: bcrypt's
+// usual 10 rather than fosite's 12, which would spend about 250 ms of CPU
+// on every client_credentials request.
+const bcryptCost = 10
+
+// New composes the provider, loads the configured clients and trust
+// relationships into the store, and builds the router.
+func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
+	s := &Server{cfg: cfg, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.store == nil {
+		s.store = memory.New()
+	}
+	secret := []byte(cfg.TokenSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, err
+		}
+	}
+	fc := &fosite.Config{
+		AccessTokenLifespan:  cfg.AccessTokenLifetime,
+		RefreshTokenLifespan: cfg.RefreshTokenLifetime,
+		TokenURL:             cfg.Issuer + "/token",
+		AccessTokenIssuer:    cfg.Issuer,
+		GlobalSecret:         secret,
+		HashCost:             bcryptCost,
+		ScopeStrategy:        fosite.ExactScopeStrategy,
+		// Refresh tokens are issued by policy, not by an "offline" scope.
+		RefreshTokenScopes: []string{},
+	}
+	s.fosite = fc
+	strategy := compose.NewOAuth2HMACStrategy(fc)
+	provider := compose.Compose(fc, s.store, strategy,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		handler.NewFactory(cfg.Settings()),
+		introspectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+	)
+	s.provider = provider
+	if f, ok := provider.(*fosite.Fosite); ok {
+		fc.ClientAuthenticationStrategy = invalidClientStrategy(f)
+	}
+	if err := s.load(ctx, fc); err != nil {
+		return nil, err
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// introspectionFactory is compose.OAuth2TokenIntrospectionFactory for a
+// store without authorization codes, which this server does not issue.
+func introspectionFactory(config fosite.Configurator, storage interface{}, strategy interface{}) interface{} {
+	return &oauth2.CoreValidator{
+		CoreStrategy: strategy.(oauth2.CoreStrategy),
+		CoreStorage:  noAuthorizeCodes{storage.(Store)},
+		Config:       config,
+	}
+}
+
+// noAuthorizeCodes completes oauth2.CoreStorage: no authorization code
+// exists here, so every lookup finds nothing.
+type noAuthorizeCodes struct{ Store }
+
+func (noAuthorizeCodes) CreateAuthorizeCodeSession(context.Context, string, fosite.Requester) error {
+	return fosite.ErrNotFound.WithHint("This server does not issue authorization codes.")
+}
+
+func (noAuthorizeCodes) GetAuthorizeCodeSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
+	return nil, fosite.ErrNotFound
+}
+
+func (noAuthorizeCodes) InvalidateAuthorizeCodeSession(context.Context, string) error {
+	return fosite.ErrNotFound
+}
+
+// invalidClientStrategy wraps fosite's client authentication so that every
+// failure is invalid_client (RFC 6749 §5.2), including credentials fosite
+// calls malformed.
+func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy {
+	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		c, err := f.DefaultClientAuthenticationStrategy(ctx, r, form)
+		if err == nil || errors.Is(err, fosite.ErrInvalidClient) {
+			return c, err
+		}
+		rfc := fosite.ErrorToRFC6749Error(err)
+		if rfc.ErrorField == fosite.ErrServerError.ErrorField {
+			return nil, err
+		}
+		return nil, fosite.ErrInvalidClient.WithHint(rfc.GetDescription()).WithWrap(err)
+	}
+}
+
+// load puts the configured clients and trust relationships in the store.
+// A relationship or client that is already there (a shared store loaded by
+// another instance) is replaced by the configured one.
+func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
+	hasher := &fosite.BCrypt{Config: fc}
+	for _, cc := range s.cfg.Clients {
+		hash := []byte(cc.SecretHash)
+		if cc.Secret != "" {
+			var err error
+			if hash, err = hasher.Hash(ctx, []byte(cc.Secret)); err != nil {
+				return fmt.Errorf("clients %q: %w", cc.ID, err)
+			}
+		}
+		c := &fosite.DefaultClient{
+			ID:         cc.ID,
+			Secret:     hash,
+			GrantTypes: cc.GrantTypes,
+			Scopes:     cc.Scopes,
+			Audience:   cc.Audience,
+		}
+		if err := s.store.DeleteClient(ctx, cc.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := s.store.CreateClient(ctx, c); err != nil {
+			return fmt.Errorf("clients %q: %w", cc.ID, err)
+		}
+	}
+	for i, tc := range s.cfg.Trust {
+		t, err := s.cfg.trust(tc)
+		if err != nil {
+			return fmt.Errorf("trust[%d]: %w", i, err)
+		}
+		if t.ID != "" {
+			if err := s.store.DeleteTrust(ctx, t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if _, err := s.store.CreateTrust(ctx, t); err != nil {
+			return fmt.Errorf("trust[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Handler returns the HTTP handler serving every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store returns the backend the server uses.
+func (s *Server) Store() Store { return s.store }
+
+// Serve serves on ln until ctx is done, then shuts down gracefully: it
+// stops accepting connections and waits up to 10 seconds for requests in
+// flight.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := hs.Shutdown(shutdownCtx)
+	<-errc
+	return err
+}
