@@ -45,7 +45,7 @@ type env struct {
 	now      time.Time
 }
 
-func newEnv(t *testing.T, settings *handler.Settings, trusts ...store.Trust) *env {
+func newEnv(t testing.TB, settings *handler.Settings, trusts ...store.Trust) *env {
 	t.Helper()
 	e := &env{store: memory.New(), settings: settings, now: time.Now().Truncate(time.Second)}
 	if settings.Now == nil {
@@ -208,6 +208,30 @@ func TestAssertionChecks(t *testing.T) {
 		{name: "jku header is not used to find keys", form: func(e *env) url.Values {
 			return grant(otherKey.SignWith("RS256", map[string]interface{}{"jku": "https://attacker.example/jwks"}, e.claims()))
 		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		{name: "key without kid is known by its thumbprint", trust: func() store.Trust {
+			tr := trust(rsaKey)
+			tr.Keys[0].KeyID = ""
+			return tr
+		}, form: signed(nil)},
+		{name: "embedded jwk header is not used", form: func(e *env) url.Values {
+			return grant(otherKey.SignWith("RS256", map[string]interface{}{"jwk": otherKey.Public}, e.claims()))
+		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		{name: "x5u header is not used", form: func(e *env) url.Values {
+			return grant(otherKey.SignWith("RS256", map[string]interface{}{"x5u": "https://attacker.example/cert"}, e.claims()))
+		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		{name: "symmetric key held by the relationship", trust: func() store.Trust {
+			return store.Trust{Issuer: "TestClient", Subject: "User1", Algorithms: []string{"HS256"},
+				Keys: []jose.JSONWebKey{{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "shared"}}}
+		}, form: func(e *env) url.Values {
+			return grant(handlertest.SignWithKey(jose.HS256, []byte("0123456789abcdef0123456789abcdef"), map[string]interface{}{"kid": "shared"}, e.claims()))
+		}},
+		{name: "key of another relationship of the issuer", trust: func() store.Trust {
+			tr := trust(otherKey)
+			tr.Subject = "User2"
+			return tr
+		}, form: func(e *env) url.Values {
+			return grant(otherKey.Sign(e.claims()))
+		}, wantErr: fosite.ErrInvalidGrant, hint: "is trusted for assertions from issuer"},
 		{name: "missing iss", form: signed(func(c map[string]interface{}) { delete(c, "iss") }),
 			wantErr: fosite.ErrInvalidGrant, hint: `"iss"`},
 		{name: "missing sub", form: signed(func(c map[string]interface{}) { delete(c, "sub") }),
