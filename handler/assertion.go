@@ -6,7 +6,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
@@ -14,19 +18,87 @@ import (
 )
 
 // claims are the registered claims of RFC 7523 §3 plus the "scope" claim
-// that golang.org/x/oauth2/jwt and Google-style clients send. Decoding into
-// go-jose's types enforces the JSON types of RFC 7519 (NumericDate numbers,
-// "aud" as a string or an array of strings).
+// that golang.org/x/oauth2/jwt and Google-style clients send.
 type claims struct {
-	Issuer    string           `json:"iss"`
-	Subject   string           `json:"sub"`
-	Audience  jwt.Audience     `json:"aud"`
-	Expiry    *jwt.NumericDate `json:"exp"`
-	NotBefore *jwt.NumericDate `json:"nbf"`
-	IssuedAt  *jwt.NumericDate `json:"iat"`
-	ID        string           `json:"jti"`
-	Scope     *string          `json:"scope"`
+	Issuer    string
+	Subject   string
+	Audience  []string
+	Expiry    *time.Time
+	NotBefore *time.Time
+	IssuedAt  *time.Time
+	ID        string
+	Scope     *string
 }
+
+// maxNumericDate is 9999-12-31T23:59:59Z. Larger NumericDates (and the
+// int64 overflow they would cause) are refused rather than wrapped.
+const maxNumericDate = 253402300799
+
+// decodeClaims decodes the JWT claims set strictly: claim names are
+// case-sensitive (RFC 7519 §10.1; encoding/json alone would bind "ISS" or
+// "Scope"), each registered claim must have its RFC 7519 JSON type, and
+// NumericDates must be finite, non-negative numbers below the year 10000.
+func decodeClaims(payload []byte, c *claims) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil {
+		return errors.New("the claims set is not a JSON object")
+	}
+	str := func(name string, dst *string) error {
+		v, ok := raw[name]
+		if !ok || string(v) == "null" {
+			return nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return fmt.Errorf("%q must be a string", name)
+		}
+		return nil
+	}
+	date := func(name string, dst **time.Time) error {
+		v, ok := raw[name]
+		if !ok || string(v) == "null" {
+			return nil
+		}
+		var f float64
+		if err := json.Unmarshal(v, &f); err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
+			return fmt.Errorf("%q must be a NumericDate (seconds since 1970, before year 10000)", name)
+		}
+		sec, frac := math.Modf(f)
+		t := time.Unix(int64(sec), int64(frac*1e9))
+		*dst = &t
+		return nil
+	}
+	for _, err := range []error{
+		str("iss", &c.Issuer),
+		str("sub", &c.Subject),
+		str("jti", &c.ID),
+		date("exp", &c.Expiry),
+		date("nbf", &c.NotBefore),
+		date("iat", &c.IssuedAt),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if v, ok := raw["aud"]; ok && string(v) != "null" {
+		var aud jwt.Audience
+		if err := json.Unmarshal(v, &aud); err != nil {
+			return errors.New(`"aud" must be a string or an array of strings`)
+		}
+		c.Audience = aud
+	}
+	if v, ok := raw["scope"]; ok && string(v) != "null" {
+		var scope string
+		if err := json.Unmarshal(v, &scope); err != nil {
+			return errors.New(`"scope" must be a space-separated string`)
+		}
+		c.Scope = &scope
+	}
+	return nil
+}
+
+// refusedTypes are "typ" values of other kinds of JWT (RFC 8725 §3.11): an
+// access token or a client assertion must not be redeemed as a grant.
+var refusedTypes = []string{"at+jwt", "application/at+jwt", "client-authentication+jwt", "application/client-authentication+jwt", "logout+jwt", "secevent+jwt"}
 
 // assertion is a parsed, not yet verified, JWT bearer assertion.
 type assertion struct {
@@ -71,8 +143,11 @@ func parseAssertion(raw string, maxSize int) (*assertion, error) {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"kid\" is longer than %d bytes.", maxIDLength)
 	}
 	a := &assertion{jws: jws, alg: h.Algorithm, kid: h.KeyID}
-	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &a.claims); err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's claims are not a JSON object with claims of the types RFC 7519 defines.").WithWrap(err).WithDebug(err.Error())
+	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok && contains(refusedTypes, strings.ToLower(typ)) {
+		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"typ\" %q is another kind of JWT, not an authorization grant.", truncate(typ))
+	}
+	if err := decodeClaims(jws.UnsafePayloadWithoutVerification(), &a.claims); err != nil {
+		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's claims are invalid: %s.", err.Error()).WithWrap(err)
 	}
 	if a.claims.Issuer == "" {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"iss\" (issuer) claim.")

@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -114,9 +115,13 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	s := h.settings(ctx)
 	now := s.now()
 
-	authenticated := h.clientAuthenticated(ctx, request)
+	// identified: fosite validated the client credentials the request
+	// carries. authenticated: and the client is confidential, so that a
+	// bare client_id of a public client proves nothing.
+	identified := h.clientAuthenticated(ctx, request)
 	client := request.GetClient()
-	if authenticated && !client.GetGrantTypes().Has(GrantType) {
+	authenticated := identified && !client.IsPublic()
+	if identified && !client.GetGrantTypes().Has(GrantType) {
 		return fosite.ErrUnauthorizedClient.WithHintf("The OAuth 2.0 client is not allowed to use the grant type %q.", GrantType)
 	}
 
@@ -147,22 +152,31 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	}
 
 	scopes := request.GetRequestedScopes()
-	if _, ok := form["scope"]; !ok && a.claims.Scope != nil {
-		// No scope parameter: take the assertion's own "scope" claim, as
-		// golang.org/x/oauth2/jwt and Google-style clients send it.
-		scopes = fosite.RemoveEmpty(strings.Split(*a.claims.Scope, " "))
-	}
 	strategy := h.Config.GetScopeStrategy(ctx)
+	if a.claims.Scope != nil {
+		// The issuer signed a "scope" claim (as golang.org/x/oauth2/jwt and
+		// Google-style clients send it): it is what is asked for when no
+		// scope parameter is sent, and a limit the parameter cannot exceed.
+		claimed := fosite.RemoveEmpty(strings.Split(*a.claims.Scope, " "))
+		if _, ok := form["scope"]; !ok {
+			scopes = claimed
+		}
+		for _, scope := range scopes {
+			if !strategy(claimed, scope) {
+				return fosite.ErrInvalidScope.WithHintf("The scope %q is not in the assertion's \"scope\" claim.", truncate(scope))
+			}
+		}
+	}
 	for _, scope := range scopes {
 		if !strategy(trust.Scopes, scope) {
-			return fosite.ErrInvalidScope.WithHintf("The trust relationship for this issuer and subject does not allow the scope %q.", scope)
+			return fosite.ErrInvalidScope.WithHintf("The trust relationship for this issuer and subject does not allow the scope %q.", truncate(scope))
 		}
-		if authenticated && !strategy(client.GetScopes(), scope) {
-			return fosite.ErrInvalidScope.WithHintf("The OAuth 2.0 client is not allowed to request the scope %q.", scope)
+		if identified && !strategy(client.GetScopes(), scope) {
+			return fosite.ErrInvalidScope.WithHintf("The OAuth 2.0 client is not allowed to request the scope %q.", truncate(scope))
 		}
 	}
 	if audience := request.GetRequestedAudience(); len(audience) > 0 {
-		if !authenticated {
+		if !identified {
 			return fosite.ErrInvalidRequest.WithHint("Requesting an audience requires client authentication.")
 		}
 		if err := h.Config.GetAudienceStrategy(ctx)(client.GetAudience(), audience); err != nil {
@@ -171,7 +185,14 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	}
 
 	if a.claims.ID != "" {
-		until := a.claims.Expiry.Time().Add(s.clockSkew())
+		// Remember the jti while the assertion can pass the "exp" check,
+		// and at least replayMargin from the moment of the claim: a copy
+		// that passed that check just before it ended, and reached the
+		// store late, must still find the first claim there.
+		until := a.claims.Expiry.Add(s.clockSkew())
+		if floor := s.now().Add(replayMargin); until.Before(floor) {
+			until = floor
+		}
 		fresh, err := h.Replay.ClaimJTI(ctx, a.claims.Issuer, a.claims.ID, until)
 		if err != nil {
 			return storeError(err)
@@ -209,15 +230,19 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 		// RFC 7521 §4.1: the token should not significantly outlive the
 		// assertion. An assertion accepted within the clock skew after its
 		// "exp" still gets a one-second token rather than a negative one.
-		if remaining := a.claims.Expiry.Time().Sub(now); remaining < lifespan {
+		if remaining := a.claims.Expiry.Sub(now); remaining < lifespan {
 			lifespan = max(remaining, time.Second)
 		}
 	}
-	session.SetExpiresAt(fosite.AccessToken, now.UTC().Add(lifespan).Truncate(time.Second))
+	session.SetExpiresAt(fosite.AccessToken, ceilSecond(now.UTC().Add(lifespan)))
 	if h.issuesRefreshToken(ctx, request, s, authenticated) {
 		refresh := fosite.GetEffectiveLifespan(request.GetClient(), fosite.GrantTypeJWTBearer, fosite.RefreshToken, h.Config.GetRefreshTokenLifespan(ctx))
 		if refresh > 0 {
-			session.SetExpiresAt(fosite.RefreshToken, now.UTC().Add(refresh).Truncate(time.Second))
+			exp := now.UTC().Add(refresh)
+			if !trust.ExpiresAt.IsZero() && trust.ExpiresAt.Before(exp) {
+				exp = trust.ExpiresAt
+			}
+			session.SetExpiresAt(fosite.RefreshToken, ceilSecond(exp))
 		}
 	}
 	return nil
@@ -227,7 +252,15 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 // from the store: "jwk", "jku", "x5u" and "x5c" headers are never used
 // (RFC 8725 §3.10). The header's "alg" must be on the relationship's
 // allow-list and, when the key names an "alg", equal it (RFC 8725 §3.1).
+//
+// Until a signature verifies, the caller has proven nothing, so every
+// failure here gets the same hint: which issuers, subjects, key IDs and
+// relationships exist is not revealed. The precise reason goes to the
+// error's debug field, which the server logs and does not send.
 func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now time.Time) (store.TrustedKey, error) {
+	if !contains(knownAlgorithms, a.alg) {
+		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("The assertion's signing algorithm %q is not accepted.", truncate(a.alg))
+	}
 	keys, err := h.Keys.TrustedKeys(ctx, a.claims.Issuer, a.claims.Subject, a.kid)
 	if err != nil {
 		return store.TrustedKey{}, storeError(err)
@@ -250,17 +283,30 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 			return tk, nil
 		}
 	}
+	var reason string
 	switch {
 	case len(keys) == 0 && a.kid != "":
-		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("No key with the assertion's \"kid\" %q is trusted for assertions from issuer %q about subject %q.", truncate(a.kid), truncate(a.claims.Issuer), truncate(a.claims.Subject))
+		reason = fmt.Sprintf("no key with kid %q is trusted for issuer %q and subject %q", truncate(a.kid), truncate(a.claims.Issuer), truncate(a.claims.Subject))
 	case len(keys) == 0:
-		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("No key is trusted for assertions from issuer %q about subject %q.", truncate(a.claims.Issuer), truncate(a.claims.Subject))
+		reason = fmt.Sprintf("no key is trusted for issuer %q and subject %q", truncate(a.claims.Issuer), truncate(a.claims.Subject))
 	case expired && !algRefused:
-		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint("The trust relationship for this issuer and subject has expired.")
+		reason = "the trust relationship has expired"
 	case algRefused:
-		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHintf("The assertion's signing algorithm %q is not allowed for the keys trusted for this issuer and subject.", truncate(a.alg))
+		reason = fmt.Sprintf("algorithm %q is not allowed for the trusted keys", truncate(a.alg))
+	default:
+		reason = "the signature does not verify with any trusted key"
 	}
-	return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint("The assertion's signature does not verify with any key trusted for its issuer and subject.")
+	return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint(untrustedHint).WithDebug(reason)
+}
+
+// untrustedHint is the one hint for every failure to verify the signature.
+const untrustedHint = "The assertion is not signed by a key this server trusts for its issuer and subject."
+
+// knownAlgorithms are the JWS algorithms a trust relationship can allow;
+// anything else ("none" included) is refused before any lookup.
+var knownAlgorithms = []string{
+	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512",
 }
 
 // checkClaims applies RFC 7523 §3 to the verified claims.
@@ -276,21 +322,21 @@ func (h *Handler) checkClaims(ctx context.Context, a *assertion, trust *store.Tr
 	if c.Expiry == nil {
 		return fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"exp\" (expiration time) claim.")
 	}
-	exp := c.Expiry.Time()
+	exp := *c.Expiry
 	if now.After(exp.Add(skew)) {
 		return fosite.ErrInvalidGrant.WithHint("The assertion has expired.")
 	}
-	if c.NotBefore != nil && now.Add(skew).Before(c.NotBefore.Time()) {
+	if c.NotBefore != nil && now.Add(skew).Before(*c.NotBefore) {
 		return fosite.ErrInvalidGrant.WithHint("The assertion is not valid yet: its \"nbf\" (not before) is in the future.")
 	}
-	if c.IssuedAt != nil && now.Add(skew).Before(c.IssuedAt.Time()) {
+	if c.IssuedAt != nil && now.Add(skew).Before(*c.IssuedAt) {
 		return fosite.ErrInvalidGrant.WithHint("The assertion's \"iat\" (issued at) is in the future.")
 	}
 	maxLife := s.maxLifetime() + skew
 	if exp.Sub(now) > maxLife {
 		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"exp\" is too far in the future: this server accepts assertions valid for at most %s.", s.maxLifetime())
 	}
-	if c.IssuedAt != nil && exp.Sub(c.IssuedAt.Time()) > maxLife {
+	if c.IssuedAt != nil && exp.Sub(*c.IssuedAt) > maxLife {
 		return fosite.ErrInvalidGrant.WithHintf("The assertion's lifetime from \"iat\" to \"exp\" exceeds the %s this server accepts.", s.maxLifetime())
 	}
 	requireJTI := !s.JTIOptional
@@ -339,6 +385,15 @@ func (h *Handler) audiences(ctx context.Context, s *Settings) []string {
 	return out
 }
 
+// ceilSecond rounds t up to a whole second, so that a token's expires_in
+// is never rounded down to nothing.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
+}
+
 // issuerClient stands in for the client when none authenticated: the
 // token is attributed to the assertion's issuer.
 type issuerClient struct{ *fosite.DefaultClient }
@@ -369,7 +424,7 @@ func (h *Handler) PopulateTokenEndpointResponse(ctx context.Context, request fos
 	// The HTTP request is gone from ctx by now; an authenticated client is
 	// one that is neither fosite's empty default nor the issuer stand-in.
 	_, standIn := request.GetClient().(*issuerClient)
-	authenticated := !standIn && request.GetClient().GetID() != ""
+	authenticated := !standIn && request.GetClient().GetID() != "" && !request.GetClient().IsPublic()
 	if !h.issuesRefreshToken(ctx, request, h.settings(ctx), authenticated) {
 		return nil
 	}

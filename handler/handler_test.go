@@ -25,6 +25,8 @@ import (
 	"github.com/jwtbearer/jwtbearer/store/memory"
 )
 
+const untrusted = "not signed by a key this server trusts"
+
 const (
 	issuerID = "https://as.example"
 	tokenURL = "https://as.example/token"
@@ -135,6 +137,7 @@ func TestAssertionChecks(t *testing.T) {
 		header   http.Header
 		wantErr  error
 		hint     string
+		debug    string // the precise reason, kept from the caller
 		check    func(t *testing.T, e *env, ar fosite.AccessRequester, resp fosite.AccessResponder)
 	}
 	signed := func(mod func(c map[string]interface{})) func(e *env) url.Values {
@@ -198,7 +201,7 @@ func TestAssertionChecks(t *testing.T) {
 			pub, err := rsaKey.Public.MarshalJSON()
 			require.NoError(t, err)
 			return grant(handlertest.SignWithKey(jose.HS256, pub, map[string]interface{}{"kid": rsaKey.Public.KeyID}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: `algorithm "HS256" is not allowed`},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `algorithm "HS256" is not allowed`},
 		{name: "crit header refused", form: func(e *env) url.Values {
 			return grant(rsaKey.SignWith("RS256", map[string]interface{}{"kid": rsaKey.Public.KeyID, "crit": []string{"exp"}, "exp": 1}, e.claims()))
 		}, wantErr: fosite.ErrInvalidGrant, hint: "critical extensions"},
@@ -207,7 +210,7 @@ func TestAssertionChecks(t *testing.T) {
 		}, wantErr: fosite.ErrInvalidGrant, hint: `"kid" is longer`},
 		{name: "jku header is not used to find keys", form: func(e *env) url.Values {
 			return grant(otherKey.SignWith("RS256", map[string]interface{}{"jku": "https://attacker.example/jwks"}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "does not verify"},
 		{name: "key without kid is known by its thumbprint", trust: func() store.Trust {
 			tr := trust(rsaKey)
 			tr.Keys[0].KeyID = ""
@@ -215,10 +218,10 @@ func TestAssertionChecks(t *testing.T) {
 		}, form: signed(nil)},
 		{name: "embedded jwk header is not used", form: func(e *env) url.Values {
 			return grant(otherKey.SignWith("RS256", map[string]interface{}{"jwk": otherKey.Public}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "does not verify"},
 		{name: "x5u header is not used", form: func(e *env) url.Values {
 			return grant(otherKey.SignWith("RS256", map[string]interface{}{"x5u": "https://attacker.example/cert"}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "does not verify"},
 		{name: "symmetric key held by the relationship", trust: func() store.Trust {
 			return store.Trust{Issuer: "TestClient", Subject: "User1", Algorithms: []string{"HS256"},
 				Keys: []jose.JSONWebKey{{Key: []byte("0123456789abcdef0123456789abcdef"), KeyID: "shared"}}}
@@ -231,47 +234,47 @@ func TestAssertionChecks(t *testing.T) {
 			return tr
 		}, form: func(e *env) url.Values {
 			return grant(otherKey.Sign(e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: "is trusted for assertions from issuer"},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "no key with kid"},
 		{name: "missing iss", form: signed(func(c map[string]interface{}) { delete(c, "iss") }),
 			wantErr: fosite.ErrInvalidGrant, hint: `"iss"`},
 		{name: "missing sub", form: signed(func(c map[string]interface{}) { delete(c, "sub") }),
 			wantErr: fosite.ErrInvalidGrant, hint: `"sub"`},
 		{name: "exp of the wrong type", form: signed(func(c map[string]interface{}) { c["exp"] = "tomorrow" }),
-			wantErr: fosite.ErrInvalidGrant, hint: "types RFC 7519 defines"},
+			wantErr: fosite.ErrInvalidGrant, hint: `"exp" must be a NumericDate`},
 		{name: "unknown issuer", form: signed(func(c map[string]interface{}) { c["iss"] = "Stranger" }),
-			wantErr: fosite.ErrInvalidGrant, hint: `from issuer "Stranger" about subject "User1"`},
+			wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `issuer "Stranger" and subject "User1"`},
 		{name: "other subject", form: signed(func(c map[string]interface{}) { c["sub"] = "User2" }),
-			wantErr: fosite.ErrInvalidGrant, hint: `from issuer "TestClient" about subject "User2"`},
+			wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `issuer "TestClient" and subject "User2"`},
 		{name: "unknown kid", form: func(e *env) url.Values {
 			return grant(rsaKey.SignWith("RS256", map[string]interface{}{"kid": "nope"}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: `"kid" "nope"`},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `kid "nope"`},
 		{name: "wrong key under the right kid", form: func(e *env) url.Values {
 			return grant(otherKey.SignWith("RS256", map[string]interface{}{"kid": rsaKey.Public.KeyID}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: "does not verify"},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "does not verify"},
 		{name: "alg pinned to the key's alg", trust: func() store.Trust {
 			tr := trust(rsaKey)
 			tr.Keys[0].Algorithm = "RS256"
 			return tr
 		}, form: func(e *env) url.Values {
 			return grant(rsaKey.SignWith("PS256", map[string]interface{}{"kid": rsaKey.Public.KeyID}, e.claims()))
-		}, wantErr: fosite.ErrInvalidGrant, hint: `"PS256" is not allowed`},
+		}, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `"PS256" is not allowed`},
 		{name: "relationship's algorithm list", trust: func() store.Trust {
 			tr := trust(rsaKey)
 			tr.Algorithms = []string{"PS256"}
 			return tr
-		}, form: signed(nil), wantErr: fosite.ErrInvalidGrant, hint: `"RS256" is not allowed`},
+		}, form: signed(nil), wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `"RS256" is not allowed`},
 		{name: "settings' algorithm list", settings: handler.Settings{Algorithms: []string{"ES256"}}, form: signed(nil),
-			wantErr: fosite.ErrInvalidGrant, hint: `"RS256" is not allowed`},
+			wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: `"RS256" is not allowed`},
 		{name: "expired relationship", trust: func() store.Trust {
 			tr := trust(rsaKey)
 			tr.ExpiresAt = time.Now().Add(-time.Minute)
 			return tr
-		}, form: signed(nil), wantErr: fosite.ErrInvalidGrant, hint: "has expired"},
+		}, form: signed(nil), wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "relationship has expired"},
 		{name: "expired relationship with kid", trust: func() store.Trust {
 			tr := trust(rsaKey)
 			tr.ExpiresAt = time.Now().Add(-time.Minute)
 			return tr
-		}, form: func(e *env) url.Values { return grant(rsaKey.Sign(e.claims())) }, wantErr: fosite.ErrInvalidGrant, hint: "has expired"},
+		}, form: func(e *env) url.Values { return grant(rsaKey.Sign(e.claims())) }, wantErr: fosite.ErrInvalidGrant, hint: untrusted, debug: "relationship has expired"},
 		{name: "aud missing", form: signed(func(c map[string]interface{}) { delete(c, "aud") }),
 			wantErr: fosite.ErrInvalidGrant, hint: `"aud"`},
 		{name: "aud of another server", form: signed(func(c map[string]interface{}) { c["aud"] = "https://other.example/token" }),
@@ -364,15 +367,43 @@ func TestAssertionChecks(t *testing.T) {
 			}},
 		{name: "scope claim checked too", form: signed(func(c map[string]interface{}) { c["scope"] = "admin" }),
 			wantErr: fosite.ErrInvalidScope, hint: `"admin"`},
-		{name: "scope parameter wins over the claim", form: func(e *env) url.Values {
+		{name: "scope parameter narrows the claim", form: func(e *env) url.Values {
 			c := e.claims()
-			c["scope"] = "admin"
+			c["scope"] = "read write"
 			f := grant(rsaKey.Sign(c))
 			f.Set("scope", "read")
 			return f
 		}, check: func(t *testing.T, _ *env, ar fosite.AccessRequester, _ fosite.AccessResponder) {
 			assert.Equal(t, fosite.Arguments{"read"}, ar.GetGrantedScopes())
 		}},
+		{name: "scope parameter cannot widen the claim", form: func(e *env) url.Values {
+			c := e.claims()
+			c["scope"] = "read"
+			f := grant(rsaKey.Sign(c))
+			f.Set("scope", "read write")
+			return f
+		}, wantErr: fosite.ErrInvalidScope, hint: `"write" is not in the assertion's "scope" claim`},
+		{name: "claim names are case-sensitive", form: signed(func(c map[string]interface{}) { c["Scope"] = "write"; c["ISS"] = "Stranger" }),
+			check: func(t *testing.T, _ *env, ar fosite.AccessRequester, _ fosite.AccessResponder) {
+				assert.Empty(t, ar.GetGrantedScopes(), `"Scope" is not "scope"`)
+			}},
+		{name: "NumericDate overflow refused", form: signed(func(c map[string]interface{}) { c["nbf"] = 1e19 }),
+			wantErr: fosite.ErrInvalidGrant, hint: `"nbf" must be a NumericDate`},
+		{name: "negative exp refused", form: signed(func(c map[string]interface{}) { c["exp"] = -1 }),
+			wantErr: fosite.ErrInvalidGrant, hint: `"exp" must be a NumericDate`},
+		{name: "aud of the wrong type", form: signed(func(c map[string]interface{}) { c["aud"] = map[string]string{"x": "y"} }),
+			wantErr: fosite.ErrInvalidGrant, hint: `"aud" must be a string`},
+		{name: "claims not an object", form: func(e *env) url.Values {
+			return grant(handlertest.SignRaw(rsaKey, []byte(`["iss"]`)))
+		}, wantErr: fosite.ErrInvalidGrant, hint: "not a JSON object"},
+		{name: "access token typ refused", form: func(e *env) url.Values {
+			return grant(rsaKey.SignWith("RS256", map[string]interface{}{"kid": rsaKey.Public.KeyID, "typ": "at+jwt"}, e.claims()))
+		}, wantErr: fosite.ErrInvalidGrant, hint: "another kind of JWT"},
+		{name: "unknown algorithm refused before lookup", form: func(e *env) url.Values {
+			h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"XS999"}`))
+			p := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"TestClient","sub":"User1"}`))
+			return grant(h + "." + p + ".AAAA")
+		}, wantErr: fosite.ErrInvalidGrant, hint: `"XS999" is not accepted`},
 		{name: "token lifetime capped at the assertion", form: signed(nil), check: func(t *testing.T, _ *env, _ fosite.AccessRequester, resp fosite.AccessResponder) {
 			assert.LessOrEqual(t, resp.GetExtra("expires_in"), int64(300))
 			assert.Greater(t, resp.GetExtra("expires_in"), int64(250))
@@ -433,6 +464,7 @@ func TestAssertionChecks(t *testing.T) {
 			ar, resp, err := e.token(tt.form(e), tt.header)
 			if tt.wantErr != nil {
 				wantError(t, err, tt.wantErr, tt.hint)
+				assert.Contains(t, fosite.ErrorToRFC6749Error(err).DebugField, tt.debug)
 				return
 			}
 			require.NoError(t, err)
@@ -548,4 +580,32 @@ func TestRefreshTokensWhenConfigured(t *testing.T) {
 	_, resp, err = e.token(grant(rsaKey.Sign(e.claims())), nil)
 	require.NoError(t, err)
 	assert.Nil(t, resp.GetExtra("refresh_token"))
+}
+
+// A copy that passes the exp check just before exp + skew, and reaches the
+// replay guard after it, must still meet the first claim.
+func TestReplayAtTheEdgeOfExpiry(t *testing.T) {
+	e := newEnv(t, &handler.Settings{}, trust(rsaKey))
+	c := e.claims()
+	c["iat"] = e.now.Add(-time.Minute).Unix()
+	c["exp"] = e.now.Add(-29 * time.Second).Unix() // exp + skew is one second away
+	a := rsaKey.Sign(c)
+	_, _, err := e.token(grant(a), nil)
+	require.NoError(t, err)
+	time.Sleep(1100 * time.Millisecond) // the store's clock passes exp + skew; the handler's does not
+	_, _, err = e.token(grant(a), nil)
+	wantError(t, err, fosite.ErrInvalidGrant, "already been used")
+}
+
+func TestPublicClientIsNotAuthenticated(t *testing.T) {
+	tr := trust(rsaKey)
+	tr.Clients = []string{"pub"}
+	e := newEnv(t, &handler.Settings{}, tr)
+	require.NoError(t, e.store.CreateClient(context.Background(), &fosite.DefaultClient{
+		ID: "pub", Public: true, GrantTypes: fosite.Arguments{handler.GrantType}, Scopes: fosite.Arguments{"read"},
+	}))
+	f := grant(rsaKey.Sign(e.claims()))
+	f.Set("client_id", "pub")
+	_, _, err := e.token(f, nil)
+	wantError(t, err, fosite.ErrInvalidClient, "Client authentication is required")
 }

@@ -52,6 +52,18 @@ type Config struct {
 
 	// dir is the folder relative key file paths are read from.
 	dir string
+	// issuerDefaulted records that Issuer was derived from Listen.
+	issuerDefaulted bool
+}
+
+// SetListen changes the listen address, and the issuer with it when the
+// issuer was derived from the address, then validates the result.
+func (c *Config) SetListen(addr string) error {
+	c.Listen = addr
+	if c.issuerDefaulted {
+		c.Issuer = "http://" + addr
+	}
+	return c.Validate()
 }
 
 // StoreConfig selects the storage backend. Only "memory" exists so far.
@@ -133,11 +145,19 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	c := &Config{dir: dir}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var decodeErr error
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config: %w", err)
+		// A type error (unknown key, wrong type) leaves the rest decoded:
+		// validate that too, so every problem is reported at once. A
+		// syntax error leaves nothing worth validating.
+		var typeErr *yaml.TypeError
+		if !errors.As(err, &typeErr) {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		decodeErr = fmt.Errorf("config: %w", err)
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(decodeErr, c.Validate()); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -149,6 +169,7 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Listen
+		c.issuerDefaulted = true
 	}
 	if s := os.Getenv("JWTBEARER_TOKEN_SECRET"); s != "" {
 		c.TokenSecret = s
@@ -192,6 +213,9 @@ func (c *Config) Validate() error {
 	check(jb.MaxAssertionLifetime < 0 || jb.MaxAssertionLifetime > 24*time.Hour, "jwt_bearer.max_assertion_lifetime: must be between 1s and 24h")
 	check(jb.MaxAssertionSize < 0 || jb.MaxAssertionSize > 1<<20, "jwt_bearer.max_assertion_size: must be between 1 and 1048576 bytes")
 	check(int64(jb.MaxAssertionSize) > c.MaxRequestBytes, "jwt_bearer.max_assertion_size: larger than max_request_bytes")
+	for _, aud := range jb.Audiences {
+		check(aud == "", "jwt_bearer.audiences: an empty audience would accept an empty \"aud\"")
+	}
 	for _, alg := range jb.Algorithms {
 		check(!contains(handler.DefaultAlgorithms, alg), "jwt_bearer.algorithms: %q is not an asymmetric JWS algorithm (HMAC is allowed per trust relationship only)", alg)
 	}
@@ -203,9 +227,10 @@ func (c *Config) Validate() error {
 			check(ids[t.ID], "%s.id: %q is used twice", where, t.ID)
 			ids[t.ID] = true
 		}
-		check(len(t.Keys) == 0, "%s.keys: at least one key is required", where)
 		if _, err := c.trust(t); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			for _, e := range flatten(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", where, e))
+			}
 		}
 	}
 	clientIDs := map[string]bool{}
@@ -278,15 +303,10 @@ func (c *Config) trust(t TrustConfig) (store.Trust, error) {
 		}
 		out.Keys = append(out.Keys, keys...)
 	}
-	if len(errs) > 0 {
-		return out, errors.Join(errs...)
-	}
-	if len(out.Keys) > 0 {
-		if err := store.NormalizeTrust(&out); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
+	// Check the rest of the relationship even when a key could not be
+	// read, so that every problem is reported at once.
+	errs = append(errs, store.NormalizeTrust(&out))
+	return out, errors.Join(errs...)
 }
 
 func (c *Config) keys(k KeyConfig) ([]jose.JSONWebKey, error) {
@@ -319,6 +339,18 @@ func (c *Config) keys(k KeyConfig) ([]jose.JSONWebKey, error) {
 		}
 		return store.ParseKeys(data)
 	}
+}
+
+// flatten lists the errors joined in err (errors.Join, recursively).
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func contains(list []string, s string) bool {

@@ -97,7 +97,7 @@ clients:
     grant_types: [password]
 `, []string{
 			"listen:", "issuer:", "token_secret:", "store.type:", "clock_skew:", `algorithms: "HS256"`,
-			"trust[0].keys: at least one key", "trust[1]: keys[0]: file:", "exactly one of secret or secret_hash", `"password" is not served`,
+			"trust[0]: store: invalid record: keys: at least one key", "trust[0]: store: invalid record: issuer:", "trust[1]: keys[0]: file:", "trust[1]: store: invalid record: subject", "exactly one of secret or secret_hash", `"password" is not served`,
 		}},
 		{"private key file", "trust:\n  - issuer: A\n    subject: B\n    keys:\n      - pem: |\n          -----BEGIN PRIVATE KEY-----\n          MC4CAQAwBQYDK2VwBCIEIA==\n          -----END PRIVATE KEY-----\n", []string{"private key"}},
 		{"subject and any_subject", "trust:\n  - issuer: A\n    subject: B\n    any_subject: true\n    keys:\n      - file: id_rsa.pub\n", []string{"trust[0]"}},
@@ -124,4 +124,29 @@ func TestLoadConfigResolvesKeyFilesNextToIt(t *testing.T) {
 	require.False(t, strings.HasPrefix(dir, wd))
 	_, err = server.LoadConfig(path)
 	require.NoError(t, err)
+}
+
+func TestParseConfigRefusesEmptyAudience(t *testing.T) {
+	_, err := server.ParseConfig([]byte("jwt_bearer:\n  audiences: [\"\"]\n"), t.TempDir())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "empty audience")
+}
+
+func TestParseConfigTypeErrorAndValidationTogether(t *testing.T) {
+	_, err := server.ParseConfig([]byte("listen: nowhere\nbogus: 1\n"), t.TempDir())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "field bogus not found")
+	assert.Contains(t, err.Error(), `listen: "nowhere"`)
+}
+
+func TestSetListenMovesADerivedIssuer(t *testing.T) {
+	cfg, err := server.ParseConfig(nil, t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, cfg.SetListen("127.0.0.1:9999"))
+	assert.Equal(t, "http://127.0.0.1:9999", cfg.Issuer)
+
+	cfg, err = server.ParseConfig([]byte("issuer: https://as.example\n"), t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, cfg.SetListen("127.0.0.1:9999"))
+	assert.Equal(t, "https://as.example", cfg.Issuer, "an explicit issuer stays")
 }

@@ -21,8 +21,13 @@ func (s *Server) routes() http.Handler {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "There is nothing at this path.")
 	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "This endpoint does not accept that HTTP method.")
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allow := "POST"
+		if req.URL.Path == "/healthz" {
+			allow = "GET, HEAD"
+		}
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "This endpoint accepts "+allow+" only.")
 	})
 	return s.recoverer(r)
 }
@@ -47,8 +52,19 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // readForm bounds and parses an application/x-www-form-urlencoded body and
 // refuses repeated parameters (RFC 6749 §3.2: "Request and response
 // parameters MUST NOT be included more than once").
+//
+// Parameters in the URL's query are refused too: fosite reads only the body,
+// so a client_secret there would be silently ignored, and credentials must
+// not travel in URLs (RFC 6749 §2.3.1). So are several Authorization headers,
+// of which fosite would read only the first.
 func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (int, *fosite.RFC6749Error) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+	if r.URL.RawQuery != "" {
+		return http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("Parameters must be sent in the request body, not in the URL.")
+	}
+	if len(r.Header.Values("Authorization")) > 1 {
+		return http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("The request carries more than one Authorization header.")
+	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("The request body must be application/x-www-form-urlencoded.")
@@ -88,6 +104,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.accessError(w, r, ar, err)
 		return
 	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// fosite's client_credentials handler checks the requested scopes
+		// and audience against the client but leaves granting them to the
+		// application.
+		for _, scope := range ar.GetRequestedScopes() {
+			ar.GrantScope(scope)
+		}
+		for _, aud := range ar.GetRequestedAudience() {
+			ar.GrantAudience(aud)
+		}
+	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
 		s.accessError(w, r, ar, err)
@@ -105,7 +132,11 @@ func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.A
 		w.Header().Set("WWW-Authenticate", `Basic realm="token", charset="UTF-8"`)
 	}
 	if rfc.CodeField >= 500 {
-		s.logger.ErrorContext(r.Context(), "token request failed", "error", rfc.ErrorField, "cause", rfc.GetDescription()+" "+rfc.DebugField)
+		s.logger.ErrorContext(r.Context(), "token request failed", "error", rfc.ErrorField, "hint", rfc.HintField, "cause", rfc.DebugField)
+	} else {
+		// The debug field holds the precise reason (which key check
+		// failed, say) that the caller is not told.
+		s.logger.InfoContext(r.Context(), "token request refused", "error", rfc.ErrorField, "hint", rfc.HintField, "reason", rfc.DebugField)
 	}
 	s.provider.WriteAccessError(r.Context(), w, ar, err)
 }
@@ -117,12 +148,28 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeRFCError(w, status, err)
 		return
 	}
+	// Only clients introspect, authenticating with HTTP Basic (RFC 7662
+	// §2.1; fosite supports no other method here). fosite would also take
+	// any access token as a Bearer credential, in the header or an
+	// access_token parameter, which would let every token holder read every
+	// other token: both are refused.
+	if _, ok := r.PostForm["access_token"]; ok {
+		writeRFCError(w, http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("Introspection takes client credentials, not an access_token parameter."))
+		return
+	}
+	if auth := r.Header.Get("Authorization"); len(auth) < 6 || !strings.EqualFold(auth[:6], "basic ") {
+		w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`)
+		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication with HTTP Basic."))
+		return
+	}
 	ir, err := s.provider.NewIntrospectionRequest(ctx, r, &fosite.DefaultSession{})
+	if errors.Is(err, fosite.ErrRequestUnauthorized) {
+		// fosite's request_unauthorized is, for a client, invalid_client.
+		w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`)
+		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("The client credentials are invalid."))
+		return
+	}
 	if err != nil {
-		rfc := fosite.ErrorToRFC6749Error(err)
-		if rfc.CodeField == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`)
-		}
 		s.provider.WriteIntrospectionError(ctx, w, err)
 		return
 	}

@@ -144,7 +144,9 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 		if rfc.ErrorField == fosite.ErrServerError.ErrorField {
 			return nil, err
 		}
-		return nil, fosite.ErrInvalidClient.WithHint(rfc.GetDescription()).WithWrap(err)
+		// No WithWrap: fosite's revocation writer would find the original
+		// invalid_request in the chain and answer 400.
+		return nil, fosite.ErrInvalidClient.WithHint(rfc.GetDescription()).WithDebug(rfc.DebugField)
 	}
 }
 
@@ -221,6 +223,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	err := hs.Shutdown(shutdownCtx)
+	if err != nil {
+		// Requests still running after the grace period are cut off.
+		_ = hs.Close()
+	}
 	<-errc
 	return err
 }

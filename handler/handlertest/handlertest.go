@@ -114,3 +114,14 @@ func must(err error) {
 		panic(err)
 	}
 }
+
+// SignRaw signs payload as it is, for claims sets that are not JSON objects.
+func SignRaw(k *Key, payload []byte) string {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Alg), Key: k.Private}, nil)
+	must(err)
+	obj, err := signer.Sign(payload)
+	must(err)
+	s, err := obj.CompactSerialize()
+	must(err)
+	return s
+}

@@ -48,8 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("serve: %w", err)
 	}
 	if *listen != "" {
-		cfg.Listen = *listen
-		if err := cfg.Validate(); err != nil {
+		if err := cfg.SetListen(*listen); err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
