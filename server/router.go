@@ -163,7 +163,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ir, err := s.provider.NewIntrospectionRequest(ctx, r, &fosite.DefaultSession{})
-	if errors.Is(err, fosite.ErrRequestUnauthorized) {
+	if errors.Is(err, fosite.ErrRequestUnauthorized) && !errors.Is(err, fosite.ErrInactiveToken) {
+		// An inactive token also wraps request_unauthorized; it gets
+		// {"active":false} below.
 		// fosite's request_unauthorized is, for a client, invalid_client.
 		w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`)
 		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("The client credentials are invalid."))
