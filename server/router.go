@@ -189,6 +189,12 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, fosite.ErrInvalidClient) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="revoke", charset="UTF-8"`)
 	}
+	if errors.Is(err, fosite.ErrUnauthorizedClient) {
+		// RFC 7009 §2.1: a token issued to another client is not revoked
+		// and the request is refused. fosite would answer 200.
+		writeRFCError(w, http.StatusBadRequest, fosite.ErrUnauthorizedClient.WithHint("The token was not issued to this client."))
+		return
+	}
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }
 
