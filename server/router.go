@@ -136,7 +136,11 @@ func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.A
 	} else {
 		// The debug field holds the precise reason (which key check
 		// failed, say) that the caller is not told.
-		s.logger.InfoContext(r.Context(), "token request refused", "error", rfc.ErrorField, "hint", rfc.HintField, "reason", rfc.DebugField)
+		attrs := []any{"error", rfc.ErrorField, "hint", rfc.HintField}
+		if rfc.DebugField != "" {
+			attrs = append(attrs, "reason", rfc.DebugField)
+		}
+		s.logger.InfoContext(r.Context(), "token request refused", attrs...)
 	}
 	s.provider.WriteAccessError(r.Context(), w, ar, err)
 }
