@@ -304,7 +304,7 @@ func waitHealthy(p *proc, url string, timeout time.Duration) error {
 		}
 		resp, err := client.Get(url)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}

@@ -53,7 +53,7 @@ func TestConcurrentCopiesOfOneAssertion(t *testing.T) {
 				results[i].err = err
 				return
 			}
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }()
 			b, err := io.ReadAll(resp.Body)
 			results[i] = result{status: resp.StatusCode, body: string(b), err: err}
 		}()

@@ -171,7 +171,7 @@ func (ts *testServer) do(t *testing.T, method, path, body string, opts ...reqOpt
 	}
 	resp, err := ts.HTTP.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}

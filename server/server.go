@@ -227,6 +227,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Requests still running after the grace period are cut off.
 		_ = hs.Close()
 	}
-	<-errc
+	if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
+		s.logger.Warn("serve ended", "error", serveErr)
+	}
 	return err
 }

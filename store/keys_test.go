@@ -263,7 +263,7 @@ func TestNormalizeTrustRejects(t *testing.T) {
 		{"RSA without modulus", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &rsa.PublicKey{E: 65537}}} }, "keys[0]: invalid RSA public key"},
 		{"EC P-224", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &p224().PublicKey}} }, `keys[0]: EC curve "P-224" is not accepted`},
 		{"EC point off the curve", func(tr *store.Trust) {
-			tr.Keys = []jose.JSONWebKey{{Key: &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}}}
+			tr.Keys = []jose.JSONWebKey{{Key: &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}}} //nolint:staticcheck // a point off the curve, on purpose
 		}, "keys[0]: EC public key is not a point on its curve"},
 		{"short Ed25519", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: ed25519.PublicKey(make([]byte, 31))}} }, "keys[0]: Ed25519 public key has 31 bytes"},
 		{"no key material", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{KeyID: "k"}} }, "keys[0]: no key material"},

@@ -21,7 +21,6 @@ package storetest
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -124,13 +123,6 @@ var (
 			keys[i] = k
 		}
 		return keys
-	})
-	edKey = sync.OnceValue(func() ed25519.PublicKey {
-		pub, _, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		return pub
 	})
 )
 

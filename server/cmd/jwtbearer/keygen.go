@@ -86,14 +86,14 @@ func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err := writeKeyPair(prefix, key, *force); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	fmt.Fprintf(stderr, "wrote %s (private key, keep it secret) and %s.pub\n", prefix, prefix)
+	_, _ = fmt.Fprintf(stderr, "wrote %s (private key, keep it secret) and %s.pub\n", prefix, prefix)
 
 	js, err := json.MarshalIndent(jwk, "", "  ")
 	if err != nil {
 		return fmt.Errorf("keygen: encode JWK: %w", err)
 	}
-	fmt.Fprintf(stdout, "%s\nkid: %s\n", js, jwk.KeyID)
-	return nil
+	_, err = fmt.Fprintf(stdout, "%s\nkid: %s\n", js, jwk.KeyID)
+	return err
 }
 
 // publicJWK describes pub as a signing JWK whose kid is its RFC 7638
@@ -154,11 +154,11 @@ func writePEM(path, blockType string, der []byte, mode os.FileMode, overwrite bo
 		return err
 	}
 	if err := f.Chmod(mode); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	if err := pem.Encode(f, &pem.Block{Type: blockType, Bytes: der}); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()

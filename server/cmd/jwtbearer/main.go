@@ -65,10 +65,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return run(ctx, []string{rest[0], "-h"}, stdout, stderr)
 			}
 		}
-		fmt.Fprint(stdout, usageText)
+		_, _ = fmt.Fprint(stdout, usageText)
 		return nil
 	}
-	fmt.Fprint(stderr, usageText)
+	_, _ = fmt.Fprint(stderr, usageText)
 	return usageErrorf(false, "unknown command %q", cmd)
 }
 
@@ -97,11 +97,11 @@ func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		if !ue.reported {
-			fmt.Fprintf(stderr, "jwtbearer: %v\n", err)
+			_, _ = fmt.Fprintf(stderr, "jwtbearer: %v\n", err)
 		}
 		return 2
 	}
-	fmt.Fprintf(stderr, "jwtbearer: %v\n", err)
+	_, _ = fmt.Fprintf(stderr, "jwtbearer: %v\n", err)
 	return 1
 }
 
@@ -111,7 +111,7 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: jwtbearer %s %s\n\nFlags:\n", name, synopsis)
+		_, _ = fmt.Fprintf(stderr, "Usage: jwtbearer %s %s\n\nFlags:\n", name, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs

@@ -144,8 +144,8 @@ func runMint(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("mint: %w", err)
 	}
-	fmt.Fprintln(stdout, assertion)
-	return nil
+	_, err = fmt.Fprintln(stdout, assertion)
+	return err
 }
 
 // mintAssertion signs the JWT bearer assertion of RFC 7523 §2.1 described

@@ -127,7 +127,7 @@ func printDemo(w io.Writer, dir, issuer string) {
 		self = "go run ./server/cmd/jwtbearer"
 	}
 	key := filepath.Join(dir, "id_rsa")
-	fmt.Fprintf(w, `
+	_, _ = fmt.Fprintf(w, `
 jwtbearer demo: issuer TestClient, subject User1, trusted with %s.pub
 Configuration: %s
 

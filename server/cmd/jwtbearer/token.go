@@ -85,8 +85,8 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		body = pretty.Bytes()
 	}
 	body = bytes.TrimRight(body, "\n")
-	fmt.Fprintf(stdout, "%s\n", body)
-	return nil
+	_, err = fmt.Fprintf(stdout, "%s\n", body)
+	return err
 }
 
 // postToken sends form to the token endpoint and returns the body of a 2xx
@@ -114,7 +114,7 @@ func postToken(ctx context.Context, tokenURL string, form url.Values, clientID, 
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read response: %w", err)
