@@ -23,6 +23,7 @@ import (
 	"github.com/jwtbearer/jwtbearer/handler/handlertest"
 	"github.com/jwtbearer/jwtbearer/store"
 	"github.com/jwtbearer/jwtbearer/store/memory"
+	"github.com/jwtbearer/jwtbearer/store/storetest"
 )
 
 const untrusted = "not signed by a key this server trusts"
@@ -42,14 +43,20 @@ var (
 // env is a fosite provider composed with the handler on a memory store.
 type env struct {
 	provider fosite.OAuth2Provider
-	store    *memory.Store
+	store    storetest.Store
 	settings *handler.Settings
 	now      time.Time
 }
 
 func newEnv(t testing.TB, settings *handler.Settings, trusts ...store.Trust) *env {
 	t.Helper()
-	e := &env{store: memory.New(), settings: settings, now: time.Now().Truncate(time.Second)}
+	return newEnvOn(t, memory.New(), settings, trusts...)
+}
+
+// newEnvOn is newEnv on the given store.
+func newEnvOn(t testing.TB, st storetest.Store, settings *handler.Settings, trusts ...store.Trust) *env {
+	t.Helper()
+	e := &env{store: st, settings: settings, now: time.Now().Truncate(time.Second)}
 	if settings.Now == nil {
 		settings.Now = func() time.Time { return e.now }
 	}

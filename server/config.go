@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/jwtbearer/jwtbearer/handler"
 	"github.com/jwtbearer/jwtbearer/store"
+	redisstore "github.com/jwtbearer/jwtbearer/store/redis"
 )
 
 // Config is the server's configuration, read from YAML. Every field is
@@ -66,9 +69,12 @@ func (c *Config) SetListen(addr string) error {
 	return c.Validate()
 }
 
-// StoreConfig selects the storage backend. Only "memory" exists so far.
+// StoreConfig selects the storage backend: "memory" (the default, one
+// process) or "redis" (several instances sharing one Redis or Redis
+// Cluster).
 type StoreConfig struct {
-	Type string `yaml:"type"`
+	Type  string            `yaml:"type"`
+	Redis redisstore.Config `yaml:"redis"`
 }
 
 // JWTBearerConfig is the policy of the jwt-bearer grant; see handler.Settings.
@@ -186,6 +192,14 @@ func (c *Config) applyDefaults() {
 	if c.Store.Type == "" {
 		c.Store.Type = "memory"
 	}
+	if c.Store.Type == "redis" {
+		if s := os.Getenv("REDIS_ADDR"); s != "" {
+			c.Store.Redis.Addrs = strings.Split(s, ",")
+		}
+		if s := os.Getenv("REDIS_PASSWORD"); s != "" {
+			c.Store.Redis.Password = s
+		}
+	}
 }
 
 // Validate checks the whole configuration and reports every problem at
@@ -206,7 +220,19 @@ func (c *Config) Validate() error {
 	check(c.AccessTokenLifetime < time.Second, "access_token_lifetime: must be at least 1s")
 	check(c.RefreshTokenLifetime < time.Second, "refresh_token_lifetime: must be at least 1s")
 	check(c.MaxRequestBytes < 1024, "max_request_bytes: must be at least 1024")
-	check(c.Store.Type != "memory", "store.type: %q is not a known store (memory)", c.Store.Type)
+	switch c.Store.Type {
+	case "memory":
+	case "redis":
+		if err := c.Store.Redis.Validate(); err != nil {
+			for _, e := range flatten(err) {
+				errs = append(errs, fmt.Errorf("store.redis: %w", e))
+			}
+		}
+		// Every instance must verify the others' HMAC tokens.
+		check(c.TokenSecret == "", "token_secret: required with store type redis, the same on every instance (or set JWTBEARER_TOKEN_SECRET)")
+	default:
+		check(true, "store.type: %q is not a known store (memory, redis)", c.Store.Type)
+	}
 
 	jb := c.JWTBearer
 	check(jb.ClockSkew != nil && (*jb.ClockSkew < 0 || *jb.ClockSkew > 5*time.Minute), "jwt_bearer.clock_skew: must be between 0s and 5m")
@@ -223,10 +249,13 @@ func (c *Config) Validate() error {
 	ids := map[string]bool{}
 	for i, t := range c.Trust {
 		where := fmt.Sprintf("trust[%d]", i)
-		if t.ID != "" {
-			check(ids[t.ID], "%s.id: %q is used twice", where, t.ID)
-			ids[t.ID] = true
+		id := t.ID
+		if id == "" {
+			id = "cfg-" + configTrustID(t.Issuer, t.Subject, t.AnySubject)
 		}
+		check(ids[id] && t.ID != "", "%s.id: %q is used twice", where, t.ID)
+		check(ids[id] && t.ID == "", "%s: a second relationship for the same issuer and subject needs an id of its own", where)
+		ids[id] = true
 		if _, err := c.trust(t); err != nil {
 			for _, e := range flatten(err) {
 				errs = append(errs, fmt.Errorf("%s: %w", where, e))
@@ -281,8 +310,15 @@ func (c *Config) Settings() *handler.Settings {
 // applies the store's validation so that load-time errors match the
 // store's rules.
 func (c *Config) trust(t TrustConfig) (store.Trust, error) {
+	id := t.ID
+	if id == "" {
+		// A stable ID, so that restarting an instance (or starting another
+		// on a shared store) replaces the relationship instead of adding a
+		// copy.
+		id = "cfg-" + configTrustID(t.Issuer, t.Subject, t.AnySubject)
+	}
 	out := store.Trust{
-		ID:         t.ID,
+		ID:         id,
 		Issuer:     t.Issuer,
 		Subject:    t.Subject,
 		AnySubject: t.AnySubject,
@@ -339,6 +375,13 @@ func (c *Config) keys(k KeyConfig) ([]jose.JSONWebKey, error) {
 		}
 		return store.ParseKeys(data)
 	}
+}
+
+// configTrustID derives an ID from what identifies a relationship.
+func configTrustID(issuer, subject string, anySubject bool) string {
+	h := sha256.New()
+	_, _ = fmt.Fprintf(h, "%d:%s\x00%d:%s\x00%t", len(issuer), issuer, len(subject), subject, anySubject)
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // flatten lists the errors joined in err (errors.Join, recursively).

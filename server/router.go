@@ -1,14 +1,18 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/ory/fosite"
+
+	"github.com/jwtbearer/jwtbearer/store"
 )
 
 // routes builds the router. Every answer, errors included, is JSON.
@@ -127,9 +131,16 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 // a WWW-Authenticate challenge (RFC 6749 §5.2); server errors are logged
 // with their cause, which never reaches the caller.
 func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	if errors.Is(err, store.ErrUnavailable) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		// fosite's own grants pass storage errors through as they are.
+		err = unavailable(err)
+	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="token", charset="UTF-8"`)
+	}
+	if rfc.CodeField == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 	if rfc.CodeField >= 500 {
 		s.logger.ErrorContext(r.Context(), "token request failed", "error", rfc.ErrorField, "hint", rfc.HintField, "cause", rfc.DebugField)
@@ -167,6 +178,10 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ir, err := s.provider.NewIntrospectionRequest(ctx, r, &fosite.DefaultSession{})
+	if errors.Is(err, store.ErrUnavailable) {
+		s.writeUnavailable(w, r, err)
+		return
+	}
 	if errors.Is(err, fosite.ErrRequestUnauthorized) && !errors.Is(err, fosite.ErrInactiveToken) {
 		// An inactive token also wraps request_unauthorized; it gets
 		// {"active":false} below.
@@ -190,6 +205,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.provider.NewRevocationRequest(ctx, r)
+	if errors.Is(err, store.ErrUnavailable) {
+		s.writeUnavailable(w, r, err)
+		return
+	}
 	if errors.Is(err, fosite.ErrInvalidClient) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="revoke", charset="UTF-8"`)
 	}
@@ -202,11 +221,41 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	s.provider.WriteRevocationResponse(ctx, w, err)
 }
 
-// healthz reports that the server is up.
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+// pinger is a store that can tell whether it is reachable.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// healthz reports readiness: 200 when the store answers (always, for the
+// memory store), 503 when it does not, so that a load balancer sends no
+// traffic to an instance that can issue no token.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if p, ok := s.store.(pinger); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			s.logger.WarnContext(r.Context(), "store unreachable", "error", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"unavailable","store":"unreachable"}` + "\n"))
+			return
+		}
+	}
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// unavailable is the RFC 6749 answer to a store outage: 503
+// temporarily_unavailable, with the cause kept for the log only.
+func unavailable(err error) error {
+	return fosite.ErrTemporarilyUnavailable.WithHint("The token store cannot be reached; try again later.").WithDebug(err.Error())
+}
+
+// writeUnavailable logs a store outage and answers 503.
+func (s *Server) writeUnavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.logger.ErrorContext(r.Context(), "store unavailable", "path", r.URL.Path, "cause", err.Error())
+	w.Header().Set("Retry-After", "1")
+	writeRFCError(w, http.StatusServiceUnavailable, fosite.ErrTemporarilyUnavailable.WithHint("The token store cannot be reached; try again later."))
 }
 
 // writeRFCError writes an RFC 6749 §5.2 error body with status.

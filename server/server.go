@@ -22,6 +22,7 @@ import (
 	"github.com/jwtbearer/jwtbearer/handler"
 	"github.com/jwtbearer/jwtbearer/store"
 	"github.com/jwtbearer/jwtbearer/store/memory"
+	redisstore "github.com/jwtbearer/jwtbearer/store/redis"
 )
 
 // Store is what the server needs of a backend: trust relationships and the
@@ -41,6 +42,8 @@ type Server struct {
 	fosite   *fosite.Config
 	logger   *slog.Logger
 	handler  http.Handler
+	// closeStore closes a store New opened itself.
+	closeStore func() error
 }
 
 // Option configures optional collaborators of New.
@@ -65,7 +68,16 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	if s.store == nil {
-		s.store = memory.New()
+		switch cfg.Store.Type {
+		case "redis":
+			rs, err := redisstore.Open(ctx, cfg.Store.Redis, s.logger)
+			if err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+			s.store, s.closeStore = rs, rs.Close
+		default:
+			s.store = memory.New()
+		}
 	}
 	secret := []byte(cfg.TokenSecret)
 	if len(secret) == 0 {
@@ -99,6 +111,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		fc.ClientAuthenticationStrategy = invalidClientStrategy(f)
 	}
 	if err := s.load(ctx, fc); err != nil {
+		_ = s.Close()
 		return nil, err
 	}
 	s.handler = s.routes()
@@ -137,6 +150,10 @@ func (noAuthorizeCodes) InvalidateAuthorizeCodeSession(context.Context, string) 
 func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy {
 	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		c, err := f.DefaultClientAuthenticationStrategy(ctx, r, form)
+		if errors.Is(err, store.ErrUnavailable) {
+			// The client could not be looked up: not the client's fault.
+			return nil, unavailable(err)
+		}
 		if err == nil || errors.Is(err, fosite.ErrInvalidClient) {
 			return c, err
 		}
@@ -192,6 +209,14 @@ func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 		}
 	}
 	return nil
+}
+
+// Close releases the store if New opened it (a Redis connection, say).
+func (s *Server) Close() error {
+	if s.closeStore == nil {
+		return nil
+	}
+	return s.closeStore()
 }
 
 // Handler returns the HTTP handler serving every route.

@@ -12,7 +12,7 @@
 //
 // newStore must return an empty store; a backend that needs cleaning up
 // registers it with t.Cleanup. Tests that wait for something to expire use
-// real, short durations (around 100 ms), so a network store can pass them
+// real, short durations (half a second), so a network store can pass them
 // with server-side expiry.
 //
 // This is not a _test package so that backends in other packages can import
@@ -183,8 +183,11 @@ const hour = time.Hour
 
 // shortTTL and waitPastTTL are the real durations of the expiry tests:
 // short enough for a quick suite, long enough for a network store's
-// millisecond-precision expiry and for a slow CI machine.
+// millisecond-precision expiry and for a slow CI machine. What a test
+// checks before the expiry (a handful of round trips) must fit in
+// shortTTL even when the race detector and parallel tests slow a two-core
+// machine down, which 100ms did not always.
 const (
-	shortTTL    = 100 * time.Millisecond
-	waitPastTTL = 300 * time.Millisecond
+	shortTTL    = 500 * time.Millisecond
+	waitPastTTL = time.Second
 )

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/jwtbearer/jwtbearer/server"
 )
 
@@ -34,6 +36,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageErrorf(false, "serve: -log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// go-redis logs connection failures through a global logger of its own;
+	// send them to ours, as JSON at warning level.
+	goredis.SetLogger(redisLogger{logger})
 
 	path := *configPath
 	demo := path == ""
@@ -56,6 +61,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	defer func() { _ = srv.Close() }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -142,4 +148,11 @@ or sign the assertion and post it with curl:
 
 Stop with Ctrl-C.
 `, key, filepath.Join(dir, "config.yaml"), self, issuer, key, issuer, self, key, issuer)
+}
+
+// redisLogger adapts go-redis's Printf logging to slog.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...interface{}) {
+	r.l.WarnContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
 }

@@ -1,0 +1,75 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ory/fosite"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// claim records key until the instant until with one SET NX PXAT, and
+// reports whether this call was the first to do so. Redis forgets the key
+// at until, after which it may be claimed again.
+//
+// An until that is not in the future protects nothing, as in the memory
+// store: the claim fails if an unexpired claim exists (one EXISTS) and
+// otherwise succeeds without recording anything, so a second such call
+// succeeds too. The handler never asks for that.
+func (s *Store) claim(ctx context.Context, op, key string, until time.Time) (bool, error) {
+	if !until.After(time.Now()) {
+		n, err := s.client.Exists(ctx, key).Result()
+		if err != nil {
+			return false, unavailable(op, err)
+		}
+		return n == 0, nil
+	}
+	cmd := goredis.NewStatusCmd(ctx, "set", key, "1", "nx", "pxat", expiryMs(until))
+	_ = s.client.Process(ctx, cmd)
+	switch err := cmd.Err(); {
+	case errors.Is(err, goredis.Nil):
+		return false, nil // NX: the key exists
+	case err != nil:
+		return false, unavailable(op, err)
+	}
+	return true, nil
+}
+
+// ClaimJTI implements store.ReplayGuard with one atomic SET NX PXAT: exactly
+// one of any number of concurrent calls with the same issuer and jti wins,
+// in every process sharing the Redis. The key is a hash of (issuer, jti),
+// apart from the client-assertion jtis. An until that is not in the future
+// is treated as the memory store treats it (see claim).
+func (s *Store) ClaimJTI(ctx context.Context, issuer, jti string, until time.Time) (bool, error) {
+	return s.claim(ctx, "claim jti", s.keys.jti(issuer, jti), until)
+}
+
+// ClientAssertionJWTValid implements fosite.ClientManager with one EXISTS.
+// It returns fosite.ErrJTIKnown when the client-assertion jti is known and
+// unexpired.
+func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	n, err := s.client.Exists(ctx, s.keys.clientJTI(jti)).Result()
+	if err != nil {
+		return unavailable("check client assertion jti", err)
+	}
+	if n > 0 {
+		return fosite.ErrJTIKnown.WithDebug("The client assertion's jti was already used.")
+	}
+	return nil
+}
+
+// SetClientAssertionJWT implements fosite.ClientManager. fosite checks with
+// ClientAssertionJWTValid first and then calls this; the insert itself is
+// an atomic SET NX too and returns fosite.ErrJTIKnown if another request
+// got there in between, which closes fosite's check-then-set window.
+func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	fresh, err := s.claim(ctx, "set client assertion jti", s.keys.clientJTI(jti), exp)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return fosite.ErrJTIKnown.WithDebug("The client assertion's jti was already used.")
+	}
+	return nil
+}
