@@ -330,3 +330,38 @@ func readAll(resp *http.Response) []byte {
 func decodeError(body []byte, e *oauthError) bool {
 	return json.Unmarshal(body, e) == nil
 }
+
+// Instances starting at the same moment on one Redis all load the same
+// configuration without tripping over each other, and leave one copy of
+// each relationship.
+func TestRedisInstancesStartTogether(t *testing.T) {
+	redistest.Require(t)
+	rs := redistest.Start(t)
+	key := handlertest.NewRSAKey()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "partner.pub"), key.PublicKeyPEM(), 0o600))
+	config := render(t, strings.Replace(redisConfig, "  - id: partner\n    issuer:", "  - issuer:", 1),
+		templateData{Listen: "127.0.0.1:1", V: map[string]any{"addrs": []string{rs.Addr}, "prefix": uniquePrefix(t)}})
+	cfg, err := server.ParseConfig([]byte(config), dir)
+	require.NoError(t, err)
+
+	const n = 4
+	servers := make([]*server.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = server.New(context.Background(), cfg)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i])
+		t.Cleanup(func() { _ = servers[i].Close() })
+	}
+	trusts, err := servers[0].Store().ListTrust(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, trusts, 1)
+}

@@ -5,14 +5,17 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/ory/fosite"
@@ -168,29 +171,14 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 }
 
 // load puts the configured clients and trust relationships in the store.
-// A relationship or client that is already there (a shared store loaded by
-// another instance) is replaced by the configured one.
+// On a shared store other instances may be doing the same at the same
+// moment, so a record that is already there as configured is left alone
+// (a rolling restart then changes nothing), one that differs is replaced,
+// and a create that loses a race is retried.
 func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 	hasher := &fosite.BCrypt{Config: fc}
 	for _, cc := range s.cfg.Clients {
-		hash := []byte(cc.SecretHash)
-		if cc.Secret != "" {
-			var err error
-			if hash, err = hasher.Hash(ctx, []byte(cc.Secret)); err != nil {
-				return fmt.Errorf("clients %q: %w", cc.ID, err)
-			}
-		}
-		c := &fosite.DefaultClient{
-			ID:         cc.ID,
-			Secret:     hash,
-			GrantTypes: cc.GrantTypes,
-			Scopes:     cc.Scopes,
-			Audience:   cc.Audience,
-		}
-		if err := s.store.DeleteClient(ctx, cc.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err := s.store.CreateClient(ctx, c); err != nil {
+		if err := s.loadClient(ctx, hasher, cc); err != nil {
 			return fmt.Errorf("clients %q: %w", cc.ID, err)
 		}
 	}
@@ -199,16 +187,86 @@ func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 		if err != nil {
 			return fmt.Errorf("trust[%d]: %w", i, err)
 		}
-		if t.ID != "" {
-			if err := s.store.DeleteTrust(ctx, t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-		}
-		if _, err := s.store.CreateTrust(ctx, t); err != nil {
+		if err := s.loadTrust(ctx, t); err != nil {
 			return fmt.Errorf("trust[%d]: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// loadAttempts bounds the retries of a configured record's create.
+const loadAttempts = 5
+
+func (s *Server) loadTrust(ctx context.Context, t store.Trust) error {
+	want, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		existing, err := s.store.GetTrust(ctx, t.ID)
+		switch {
+		case err == nil:
+			if have, _ := json.Marshal(existing); bytes.Equal(have, want) {
+				return nil
+			}
+			if err := s.store.DeleteTrust(ctx, t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		_, err = s.store.CreateTrust(ctx, t)
+		if !errors.Is(err, store.ErrAlreadyExists) || attempt == loadAttempts {
+			return err
+		}
+	}
+}
+
+func (s *Server) loadClient(ctx context.Context, hasher fosite.Hasher, cc ClientConfig) error {
+	c := &fosite.DefaultClient{
+		ID:         cc.ID,
+		Secret:     []byte(cc.SecretHash),
+		GrantTypes: cc.GrantTypes,
+		Scopes:     cc.Scopes,
+		Audience:   cc.Audience,
+	}
+	for attempt := 1; ; attempt++ {
+		existing, err := s.store.GetClient(ctx, cc.ID)
+		switch {
+		case err == nil:
+			if sameClient(ctx, hasher, existing, c, cc.Secret) {
+				return nil
+			}
+			if err := s.store.DeleteClient(ctx, cc.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		case !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		if cc.Secret != "" && len(c.Secret) == 0 {
+			if c.Secret, err = hasher.Hash(ctx, []byte(cc.Secret)); err != nil {
+				return err
+			}
+		}
+		err = s.store.CreateClient(ctx, c)
+		if !errors.Is(err, store.ErrAlreadyExists) || attempt == loadAttempts {
+			return err
+		}
+	}
+}
+
+// sameClient reports whether the stored client is the configured one. A
+// plain secret is compared with the stored hash, whose salt differs on
+// every instance.
+func sameClient(ctx context.Context, hasher fosite.Hasher, have fosite.Client, want *fosite.DefaultClient, secret string) bool {
+	if !slices.Equal(have.GetGrantTypes(), want.GrantTypes) || !slices.Equal(have.GetScopes(), want.Scopes) ||
+		!slices.Equal(have.GetAudience(), want.Audience) {
+		return false
+	}
+	if secret != "" {
+		return hasher.Compare(ctx, have.GetHashedSecret(), []byte(secret)) == nil
+	}
+	return bytes.Equal(have.GetHashedSecret(), want.Secret)
 }
 
 // Close releases the store if New opened it (a Redis connection, say).
