@@ -365,3 +365,33 @@ func TestRedisInstancesStartTogether(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, trusts, 1)
 }
+
+// During an outage, revocation and introspection say so (503): a
+// revocation that did not happen must not be answered 200.
+func TestRedisOutageRevokeAndIntrospect(t *testing.T) {
+	redistest.Require(t)
+	rs := redistest.Start(t)
+	key := handlertest.NewRSAKey()
+	a := newInstance(t, []string{rs.Addr}, uniquePrefix(t), key)
+	tok := requireToken(t, a.token(t, grant(partnerAssertion(key))))
+
+	rs.Kill()
+	r := a.post(t, "/revoke", url.Values{"token": {tok.AccessToken}}, basicAuth("Partner", "partner-secret"))
+	requireError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
+	r = a.post(t, "/introspect", url.Values{"token": {tok.AccessToken}}, basicAuth("rs", "rs-secret"))
+	requireError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
+	r = a.post(t, "/token", url.Values{"grant_type": {"client_credentials"}}, basicAuth("rs", "rs-secret"))
+	requireError(t, r, http.StatusServiceUnavailable, "temporarily_unavailable")
+
+	rs.Restart(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r = a.post(t, "/introspect", url.Values{"token": {tok.AccessToken}}, basicAuth("rs", "rs-secret"))
+		if r.Status == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Equalf(t, http.StatusOK, r.Status, "body: %s", r.Body)
+	assert.Equal(t, true, r.JSON(t)["active"], "the failed revocation must not have revoked")
+}

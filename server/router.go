@@ -205,8 +205,15 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.provider.NewRevocationRequest(ctx, r)
-	if errors.Is(err, store.ErrUnavailable) {
+	// fosite's writer answers 200 to every error but invalid_request and
+	// invalid_client: a revocation that did not happen must not look done.
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, fosite.ErrTemporarilyUnavailable) {
 		s.writeUnavailable(w, r, err)
+		return
+	}
+	if errors.Is(err, fosite.ErrServerError) {
+		s.logger.ErrorContext(ctx, "revocation failed", "cause", fosite.ErrorToRFC6749Error(err).DebugField)
+		writeRFCError(w, http.StatusInternalServerError, fosite.ErrServerError)
 		return
 	}
 	if errors.Is(err, fosite.ErrInvalidClient) {
@@ -248,7 +255,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // unavailable is the RFC 6749 answer to a store outage: 503
 // temporarily_unavailable, with the cause kept for the log only.
 func unavailable(err error) error {
-	return fosite.ErrTemporarilyUnavailable.WithHint("The token store cannot be reached; try again later.").WithDebug(err.Error())
+	return fosite.ErrTemporarilyUnavailable.WithHint("The token store cannot be reached; try again later.").WithWrap(err).WithDebug(err.Error())
 }
 
 // writeUnavailable logs a store outage and answers 503.
