@@ -270,13 +270,28 @@ func (s *Store) DeleteRefreshTokenSession(_ context.Context, signature string) e
 // refresh token and every other refresh token of the request inactive and
 // deletes the request's access tokens, so that only the pair about to be
 // issued is valid.
+//
+// It is a compare-and-set on the presented token, under the store's lock:
+// only the call that finds it active and belonging to requestID rotates.
+// Any other, such as a second refresh grant racing with the same token,
+// changes nothing and gets an error fosite answers with 400
+// invalid_request instead of issuing a second pair: one that wraps
+// fosite.ErrSerializationFailure (and fosite.ErrInactiveToken) when the
+// token was rotated or revoked meanwhile, fosite.ErrNotFound when it is
+// unknown, expired or of another request.
 func (s *Store) RotateRefreshToken(_ context.Context, requestID, refreshTokenSignature string) error {
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
 
-	if sess, ok := s.tokens.refresh[refreshTokenSignature]; ok {
-		sess.inactive = true
+	sess, ok := s.tokens.get(refreshToken, refreshTokenSignature, time.Now().UnixNano())
+	if !ok || sess.requestID != requestID {
+		return notFound("refresh")
 	}
+	if sess.inactive {
+		return fmt.Errorf("memory: refresh token session: rotated or revoked meanwhile: %w: %w",
+			fosite.ErrSerializationFailure, fosite.ErrInactiveToken)
+	}
+	sess.inactive = true
 	s.tokens.revokeRefresh(requestID)
 	s.tokens.revokeAccess(requestID)
 	return nil

@@ -156,9 +156,11 @@ func (c Config) LogValue() slog.Value {
 //
 // Commands are not retried by the client (MaxRetries -1): a request that
 // meets an outage fails at once with ErrUnavailable (503), and the caller
-// retries. A retry inside the store could also turn a SET NX whose reply
-// was lost into a false "already used". Dead pooled connections are
-// detected when taken from the pool, so a restarted Redis needs no retry.
+// retries. Dead pooled connections are detected when taken from the pool,
+// so a restarted Redis needs no retry. A Cluster client still follows
+// redirects and retries a node after a network error (MaxRedirects); the
+// replay claims are written so that such a retry of a SET whose reply was
+// lost is not taken for "already used" (see Store.claim).
 func (c Config) options() *goredis.UniversalOptions {
 	return &goredis.UniversalOptions{
 		Addrs:                 c.Addrs,

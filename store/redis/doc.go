@@ -11,9 +11,14 @@
 // cancelled context, CLUSTERDOWN…) is returned wrapped so that
 // errors.Is(err, store.ErrUnavailable) holds, and the handler answers it
 // with 503 temporarily_unavailable, issuing nothing. Every call uses the
-// caller's context; commands are bounded by Config.Timeout and not retried,
-// so a dead Redis fails a request at once. The client reconnects by itself
-// when Redis comes back.
+// caller's context; commands are bounded by Config.Timeout and not retried
+// by a single-node or Sentinel client, so a dead Redis fails a request at
+// once. A Cluster client follows redirects and may send a command to a
+// node again after a network error: the replay claims are safe to repeat
+// (see below); a repeated CreateClient, CreateTrust, DeleteClient,
+// DeleteTrust or RotateRefreshToken may answer with the conflict its own
+// first sending caused. The client reconnects by itself when Redis comes
+// back.
 //
 // # Trust relationships
 //
@@ -25,9 +30,18 @@
 // the version every Config.TrustRefresh, in case a message was lost. A
 // relationship deleted on one instance thus stops resolving on every
 // instance within TrustRefresh (500ms by default), and at once on the
-// instance that deleted it. While Redis is unreachable, TrustedKeys keeps
-// answering from the last copy loaded; the replay claim fails closed then
-// anyway.
+// instance that deleted it, which patches its own writes into its copy
+// (unless that copy was already loaded from a later version).
+//
+// The version never goes back, even when Redis loses its data (FLUSHALL,
+// a failover to a replica that missed writes, a restore from a backup):
+// every write sets it to one more than the last but at least Redis's
+// clock (TIME) in microseconds, and an instance reloads whenever the
+// version differs from the one it holds, so new relationships are never
+// taken for the old ones cached under the same number.
+//
+// While Redis is unreachable, TrustedKeys keeps answering from the last
+// copy loaded; the replay claim fails closed then anyway.
 //
 // # Key layout
 //
@@ -36,13 +50,13 @@
 // (32 characters), which keeps keys short and reveals neither jtis nor
 // token signatures.
 //
-//	P+"jti:"+H(iss, jti)      string "1"        PXAT the claim's until         ClaimJTI
-//	P+"cajti:"+H(jti)         string "1"        PXAT the assertion's exp       client-assertion jtis
+//	P+"jti:"+H(iss, jti)      string nonce      PXAT the claim's until         ClaimJTI
+//	P+"cajti:"+H(jti)         string nonce      PXAT the assertion's exp       client-assertion jtis
 //	P+"at:"+H(signature)      string session    PXAT the access token's exp    access-token sessions
 //	P+"rt:"+H(signature)      string session    PXAT the refresh token's exp   refresh-token sessions
 //	P+"req:"+H(request ID)    set of kind+H     PXAT its longest session       index for revocation
 //	P+"{trust}"               hash id → JSON    none                           trust relationships
-//	P+"{trust}:version"       string counter    none                           bumped by every trust write
+//	P+"{trust}:version"       string integer    none                           raised by every trust write
 //	P+"clients"               hash id → JSON    none                           OAuth 2.0 clients
 //	P+"trust:changed"         pub/sub channel                                  new trust version
 //
@@ -53,26 +67,48 @@
 // to a fosite.DefaultClient without secrets, its session as JSON, decoded
 // into the session fosite passes).
 //
+// A claim (ClaimJTI, SetClientAssertionJWT) is one SET NX GET PXAT of a
+// random nonce: the key was absent, or held this call's own nonce because
+// the client sent the command again after losing its reply (a Cluster
+// client does), and the claim is fresh; any other value is a replay.
+//
+// The request's set lists the sessions a revocation may still have to
+// act on. A revocation removes what it handled: the access tokens it
+// deleted, the refresh tokens that are inactive after it (or gone, or of
+// another request since); a session stored again is added again. So the
+// set holds a grant's live pair, not every token a long-lived grant was
+// ever issued, and a rotation costs the same the 300th time as the first.
+//
+// RotateRefreshToken is a compare-and-set on the presented refresh token:
+// a single-key script flips its state byte from '0' to '1' only if it
+// belongs to the request, and only the call that flipped it revokes the
+// request's other tokens and lets fosite issue a new pair. Any other
+// (a concurrent refresh grant with the same token, on any instance) gets
+// fosite.ErrSerializationFailure, which fosite answers with 400
+// invalid_request.
+//
 // Redis Cluster: no command or script touches two slots. The only
 // multi-key operations, on the trust relationships and their version,
 // share the hash tag {trust}; a token session and its request's set may
 // live on different nodes and are written in one pipeline, which go-redis
-// splits by node. Each script touches one key. No KEYS, no SCAN.
+// splits by node. Every other script touches one key. No KEYS, no SCAN.
 //
 // # Permissions
 //
 // With Redis ACLs, the store's user needs the keys and channels under the
 // prefix (~P* &P*) and the commands it sends: GET, SET, DEL, EXISTS, HGET,
 // HGETALL, HSETNX, HDEL, SMEMBERS, SREM, INCR, PUBLISH, SUBSCRIBE, PING,
-// MULTI/EXEC, EVAL/EVALSHA (the scripts call PTTL, SADD, PERSIST,
-// PEXPIREAT, GETRANGE, SETRANGE), and COMMAND for a Cluster client.
+// MULTI/EXEC, EVAL/EVALSHA (the scripts also call PTTL, SADD, PERSIST,
+// PEXPIREAT, GETRANGE, SETRANGE, TIME), and COMMAND for a Cluster client.
 //
 // # Round trips
 //
 // ClaimJTI, SetClientAssertionJWT, ClientAssertionJWTValid, GetClient,
 // CreateClient, DeleteClient, Create/Get/Delete*TokenSession, GetTrust,
 // ListTrust, Ping: one. Revoke*Token and RotateRefreshToken: two (the
-// request's set, then a pipeline of single-key scripts). CreateTrust and
+// request's set, with the rotation's compare-and-set; then a pipeline of
+// single-key scripts and the SREM of what they handled), or one for a
+// rotation that is refused or a request with no tokens. CreateTrust and
 // DeleteTrust: two (a script, then PUBLISH). TrustedKeys: none.
 //
 // The trust relationships are read in one MULTI when they change; the

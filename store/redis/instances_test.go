@@ -169,3 +169,44 @@ func TestTwoInstances(t *testing.T) {
 		require.NoError(t, raw.HDel(ctx, prefix+"{trust}", "tampered", "corrupt").Err())
 	})
 }
+
+// TestTrustAfterDataLoss empties Redis under two instances (FLUSHALL, as
+// a failover to an empty replica or a restart without persistence would)
+// and writes new relationships through one of them: both must serve what
+// Redis holds within a second, although the new writes bring the count of
+// writes back to where it was before the loss.
+func TestTrustAfterDataLoss(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	prefix := newPrefix()
+	// A long poll: only the invalidation messages can bring the news.
+	cfg := redis.Config{Addrs: []string{srv.Addr}, KeyPrefix: prefix, TrustRefresh: time.Hour}
+	a, b := openStore(t, cfg), openStore(t, cfg)
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = raw.Close() })
+	ctx := t.Context()
+	const issuer = "https://issuer.example"
+
+	for _, id := range []string{"t1", "t2"} {
+		_, err := a.CreateTrust(ctx, ecTrust(t, id, issuer, ""))
+		require.NoError(t, err)
+	}
+	waitFor(3*time.Second, func() bool { return len(kidsOf(t, b, issuer, "alice")) == 2 })
+	require.ElementsMatch(t, []string{"t1-key", "t2-key"}, kidsOf(t, b, issuer, "alice"))
+
+	require.NoError(t, raw.FlushAll(ctx).Err())
+	_, err := a.CreateTrust(ctx, ecTrust(t, "t3", issuer, ""))
+	require.NoError(t, err)
+	_, err = a.CreateTrust(ctx, ecTrust(t, "t4", issuer, ""))
+	require.NoError(t, err)
+
+	want := []string{"t3-key", "t4-key"}
+	for name, s := range map[string]*redis.Store{"A": a, "B": b} {
+		took := waitFor(3*time.Second, func() bool {
+			kids := kidsOf(t, s, issuer, "alice")
+			return len(kids) == 2 && kids[0] == want[0] && kids[1] == want[1]
+		})
+		assert.Equal(t, want, kidsOf(t, s, issuer, "alice"), "instance %s serves what Redis holds", name)
+		assert.Less(t, took, time.Second, "instance %s", name)
+	}
+}

@@ -90,11 +90,27 @@ elseif ttl >= 0 then
 end
 return 1`)
 
+	// rotateScript is the compare-and-set of a refresh-token rotation: it
+	// marks the refresh session KEYS[1] inactive if it exists, is active
+	// and belongs to the request hash ARGV[1]. It returns 1 when it did, 0
+	// when the session is already inactive (another rotation or a
+	// revocation got there first), -1 when there is no such session of
+	// that request.
+	rotateScript = goredis.NewScript(`
+local head = redis.call('GETRANGE', KEYS[1], 0, 32)
+if string.sub(head, 2) ~= ARGV[1] then
+  return -1
+end
+if string.sub(head, 1, 1) ~= '0' then
+  return 0
+end
+redis.call('SETRANGE', KEYS[1], 0, '1')
+return 1`)
+
 	// deactivateScript marks the session KEYS[1] inactive if it exists and
-	// belongs to the request hash ARGV[1] (any request when empty).
+	// belongs to the request hash ARGV[1].
 	deactivateScript = goredis.NewScript(`
-local q = redis.call('GETRANGE', KEYS[1], 1, 32)
-if q == '' or (ARGV[1] ~= '' and q ~= ARGV[1]) then
+if redis.call('GETRANGE', KEYS[1], 1, 32) ~= ARGV[1] then
   return 0
 end
 redis.call('SETRANGE', KEYS[1], 0, '1')
@@ -293,7 +309,8 @@ func (s *Store) get(ctx context.Context, kind tokenKind, signature string, sessi
 }
 
 // del deletes the session under signature with one DEL. Its member stays
-// in the request's set until the set expires; revoking skips it.
+// in the request's set until the request's next revocation of that kind of
+// token prunes it, or the set expires.
 func (s *Store) del(ctx context.Context, kind tokenKind, signature string) error {
 	if err := s.client.Del(ctx, s.keys.session(kind, signature)).Err(); err != nil {
 		return unavailable("delete "+kind.String()+" token session", err)
@@ -304,20 +321,33 @@ func (s *Store) del(ctx context.Context, kind tokenKind, signature string) error
 // revoke deletes the access-token sessions (when access) and deactivates
 // the refresh-token sessions (when refresh) of a request, in two round
 // trips: the request's set, then one pipeline of single-key scripts, each
-// of which acts only if the session still belongs to that request. With
-// rotated, the refresh session under that signature is deactivated too,
-// whatever its request, in the first round trip.
+// of which acts only if the session still belongs to that request.
+//
+// The same pipeline removes from the set every member it handled: a
+// deleted access token, and a refresh token that is inactive now (or was
+// already, or is gone, or belongs to another request since). None of them
+// can need revoking again (a refresh session only turns active again when
+// stored anew, which indexes it again), so the set holds the request's
+// live tokens rather than every token it ever had, and the pipeline does
+// not grow with rotations.
+//
+// With rotate, the refresh session under the signature rotated is rotated
+// in the first round trip, by rotateScript, and nothing else happens
+// unless that succeeds: see RotateRefreshToken.
 //
 // The two steps are not one transaction across keys (Redis Cluster keeps
 // them on different nodes): a session created for the same request while
-// it is being revoked may escape the revocation. fosite revokes before it
-// stores the new pair, never at the same time.
-func (s *Store) revoke(ctx context.Context, op, requestID string, access, refresh bool, rotated string) error {
+// it is being revoked may escape the revocation, and stay out of the set
+// if the revocation saw its member before its session was written. fosite
+// revokes before it stores the new pair, never at the same time.
+func (s *Store) revoke(ctx context.Context, op, requestID string, access, refresh, rotate bool, rotated string) error {
 	setKey := s.keys.request(requestID)
+	reqHash := idHash(requestID)
+	var rotation *goredis.Cmd
 	var members *goredis.StringSliceCmd
 	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		if rotated != "" {
-			deactivateScript.Eval(ctx, p, []string{s.keys.session(refreshToken, rotated)}, "")
+		if rotate {
+			rotation = rotateScript.Eval(ctx, p, []string{s.keys.session(refreshToken, rotated)}, reqHash)
 		}
 		members = p.SMembers(ctx, setKey)
 		return nil
@@ -325,27 +355,39 @@ func (s *Store) revoke(ctx context.Context, op, requestID string, access, refres
 	if err != nil {
 		return unavailable(op, err)
 	}
+	rotatedMember := ""
+	if rotation != nil {
+		switch n, _ := rotation.Int64(); n {
+		case 1:
+			rotatedMember = string(refreshToken) + idHash(rotated)
+		case 0:
+			return fmt.Errorf("redis: refresh token session: rotated or revoked meanwhile: %w: %w",
+				fosite.ErrSerializationFailure, fosite.ErrInactiveToken)
+		default:
+			return notFound(refreshToken)
+		}
+	}
 
 	if len(members.Val()) == 0 {
 		return nil
 	}
-	reqHash := idHash(requestID)
 	_, err = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		var gone []any
+		var handled []any
 		for _, m := range members.Val() {
 			kind, key, ok := s.keys.sessionOfMember(m)
 			switch {
-			case !ok:
-				gone = append(gone, m)
+			case !ok || m == rotatedMember:
+				handled = append(handled, m) // corrupt; or rotated just now
 			case kind == accessToken && access:
 				deleteScript.Eval(ctx, p, []string{key}, reqHash)
-				gone = append(gone, m)
+				handled = append(handled, m)
 			case kind == refreshToken && refresh:
 				deactivateScript.Eval(ctx, p, []string{key}, reqHash)
+				handled = append(handled, m)
 			}
 		}
-		if len(gone) > 0 {
-			p.SRem(ctx, setKey, gone...)
+		if len(handled) > 0 {
+			p.SRem(ctx, setKey, handled...)
 		}
 		return nil
 	})
@@ -416,21 +458,31 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // before storing the new pair of a refresh grant: it marks the presented
 // refresh token and every other refresh token of the request inactive and
 // deletes the request's access tokens, so that only the pair about to be
-// issued is valid.
+// issued is valid. Two round trips, as a revocation.
+//
+// It is a compare-and-set on the presented token, in one single-key
+// script: only the call that flips it from active to inactive, and finds
+// it belongs to requestID, goes on to revoke the rest. Any other, such as
+// a second refresh grant racing with the same token on any instance,
+// changes nothing and gets an error fosite answers with 400
+// invalid_request instead of issuing a second pair: one that wraps
+// fosite.ErrSerializationFailure (and fosite.ErrInactiveToken) when the
+// token was rotated or revoked meanwhile, fosite.ErrNotFound when it is
+// unknown, expired or of another request.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, refreshTokenSignature string) error {
-	return s.revoke(ctx, "rotate refresh token", requestID, true, true, refreshTokenSignature)
+	return s.revoke(ctx, "rotate refresh token", requestID, true, true, true, refreshTokenSignature)
 }
 
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage (RFC 7009
 // §2.1): the refresh tokens of the request become inactive. An unknown
 // request ID is not an error.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return s.revoke(ctx, "revoke refresh token", requestID, false, true, "")
+	return s.revoke(ctx, "revoke refresh token", requestID, false, true, false, "")
 }
 
 // RevokeAccessToken implements oauth2.TokenRevocationStorage (RFC 7009
 // §2.1): the access tokens of the request are deleted. An unknown request
 // ID is not an error.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return s.revoke(ctx, "revoke access token", requestID, true, false, "")
+	return s.revoke(ctx, "revoke access token", requestID, true, false, false, "")
 }

@@ -30,20 +30,54 @@ type trustCache struct {
 
 // Each script changes the relationships and bumps their version in one
 // step; the hash tag keeps both keys in one Cluster slot. It returns the
-// new version, or -1 when nothing changed.
+// previous version (0 when there was none) and the new one, or {0, -1}
+// when nothing changed.
+//
+// The new version is one more than the last, but at least Redis's clock in
+// microseconds (TIME), so that it never goes backwards: after a FLUSHALL,
+// a failover to a replica that missed writes, or a restore from an older
+// backup, the next version is still larger than every one issued before
+// (unless more than a million writes a second came before, or the clock
+// of Redis went back), and no instance mistakes the new relationships for
+// the ones it cached under the same number.
+const bumpVersion = `
+local prev = redis.call('GET', KEYS[2])
+local v = redis.call('INCR', KEYS[2])
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
+if v < tonumber(now) then
+  redis.call('SET', KEYS[2], now)
+  v = tonumber(now)
+end
+return {tonumber(prev) or 0, v}`
+
 var (
 	createTrustScript = goredis.NewScript(`
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  return -1
-end
-return redis.call('INCR', KEYS[2])`)
+  return {0, -1}
+end` + bumpVersion)
 
 	deleteTrustScript = goredis.NewScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
-  return -1
-end
-return redis.call('INCR', KEYS[2])`)
+  return {0, -1}
+end` + bumpVersion)
 )
+
+// runTrustScript runs one of the scripts above and returns the versions
+// it reports.
+func (s *Store) runTrustScript(ctx context.Context, script *goredis.Script, args ...any) (versions, error) {
+	res, err := script.Run(ctx, s.client, []string{s.keys.trust, s.keys.trustVersion}, args...).Int64Slice()
+	if err != nil {
+		return versions{}, err
+	}
+	if len(res) != 2 {
+		return versions{}, fmt.Errorf("unexpected reply %v", res)
+	}
+	return versions{prev: res[0], cur: res[1]}, nil
+}
+
+// versions are those of a trust write: the one it replaced and its own.
+type versions struct{ prev, cur int64 }
 
 // TrustedKeys implements store.KeyResolver from the local cache, with the
 // memory store's two map lookups: no round trip, and the cost does not
@@ -68,23 +102,31 @@ func (s *Store) CreateTrust(ctx context.Context, t store.Trust) (*store.Trust, e
 	if err != nil {
 		return nil, fmt.Errorf("redis: trust %q: %w", t.ID, err)
 	}
-	version, err := createTrustScript.Run(ctx, s.client, []string{s.keys.trust, s.keys.trustVersion}, t.ID, raw).Int64()
+	v, err := s.runTrustScript(ctx, createTrustScript, t.ID, raw)
 	if err != nil {
 		return nil, unavailable("create trust", err)
 	}
-	if version < 0 {
+	if v.cur < 0 {
 		return nil, fmt.Errorf("redis: trust %q: %w", t.ID, store.ErrAlreadyExists)
 	}
+	stored := s.applyCreate(ctx, v, t)
+	s.publish(ctx, v.cur)
+	return stored, nil
+}
+
+// applyCreate adds t, which Redis stored as version v.cur, to the local
+// cache (see applyLocal), and returns the cache's copy, or &t when the
+// cache already reflected it.
+func (s *Store) applyCreate(ctx context.Context, v versions, t store.Trust) *store.Trust {
 	stored := &t
-	s.applyLocal(version, func(cache *memory.Store) {
+	s.applyLocal(v, func(cache *memory.Store) {
 		// The cache may hold it already, from a reload that ran after
 		// the script; either copy is the same relationship.
 		if c, err := cache.CreateTrust(context.WithoutCancel(ctx), t); err == nil {
 			stored = c
 		}
 	})
-	s.publish(ctx, version)
-	return stored, nil
+	return stored
 }
 
 // GetTrust implements store.TrustStore with one HGET: it reads Redis, not
@@ -127,34 +169,50 @@ func (s *Store) ListTrust(ctx context.Context) ([]*store.Trust, error) {
 // the other instances' as soon as they get the invalidation message, or at
 // their next version poll (Config.TrustRefresh) if it is lost.
 func (s *Store) DeleteTrust(ctx context.Context, id string) error {
-	version, err := deleteTrustScript.Run(ctx, s.client, []string{s.keys.trust, s.keys.trustVersion}, id).Int64()
+	v, err := s.runTrustScript(ctx, deleteTrustScript, id)
 	if err != nil {
 		return unavailable("delete trust", err)
 	}
-	if version < 0 {
+	if v.cur < 0 {
 		return fmt.Errorf("redis: trust %q: %w", id, store.ErrNotFound)
 	}
-	s.applyLocal(version, func(cache *memory.Store) {
-		_ = cache.DeleteTrust(context.WithoutCancel(ctx), id) // a reload may have dropped it already
-	})
-	s.publish(ctx, version)
+	s.applyDelete(ctx, v, id)
+	s.publish(ctx, v.cur)
 	return nil
 }
 
+// applyDelete removes the relationship id, which Redis deleted as version
+// v.cur, from the local cache (see applyLocal).
+func (s *Store) applyDelete(ctx context.Context, v versions, id string) {
+	s.applyLocal(v, func(cache *memory.Store) {
+		_ = cache.DeleteTrust(context.WithoutCancel(ctx), id) // a reload may have dropped it already
+	})
+}
+
 // applyLocal patches the current cache with this instance's own write,
-// which Redis numbered version. When the cache held the version just
-// before, it now holds exactly this version, and says so, so that the
-// write's own invalidation message does not reload it. The version is
-// also noted for a reload in progress, which must not swap in a copy read
-// before this write.
-func (s *Store) applyLocal(version int64, patch func(*memory.Store)) {
+// which Redis numbered v.cur. When the cache held the version the write
+// replaced (v.prev), it now holds exactly v.cur, and says so, so that the
+// write's own invalidation message does not reload it; otherwise it
+// missed other writes and keeps its version, so that the message or the
+// next poll reloads it. v.cur is also noted for a reload in progress,
+// which must not swap in a copy read before this write.
+//
+// A cache whose version is already v.cur or a later one was read from
+// Redis after the write, and reflects it together with whatever came
+// after: patching it would bring back what a later write undid (a
+// relationship created here, deleted on another instance, then patched
+// back in), and nothing would ever reload it. It is left alone.
+func (s *Store) applyLocal(v versions, patch func(*memory.Store)) {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
+	s.patched = max(s.patched, v.cur)
 	cur := s.trust.Load()
+	if cur.version >= v.cur {
+		return
+	}
 	patch(cur.store)
-	s.patched = max(s.patched, version)
-	if cur.version == version-1 {
-		s.trust.Store(&trustCache{version: version, store: cur.store})
+	if cur.version == v.prev {
+		s.trust.Store(&trustCache{version: v.cur, store: cur.store})
 	}
 }
 

@@ -88,6 +88,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) Store) {
 		{"TokenSessionExpires", testTokenSessionExpires},
 		{"TokenSessionWithoutExpiryKept", testTokenSessionWithoutExpiryKept},
 		{"RotateRefreshToken", testRotateRefreshToken},
+		{"RotateRefreshTokenRefused", testRotateRefreshTokenRefused},
 	})
 }
 
@@ -100,6 +101,7 @@ func RunConcurrencyTests(t *testing.T, newStore func(t *testing.T) Store) {
 		{"SetClientAssertionJWTSameJTI", testConcurrentClientAssertionSameJTI},
 		{"TrustCreateAndLookup", testConcurrentTrustCreateAndLookup},
 		{"TokenCreateAndRevoke", testConcurrentTokenCreateAndRevoke},
+		{"RotateRefreshTokenOnce", testConcurrentRotateRefreshToken},
 	})
 }
 

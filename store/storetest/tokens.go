@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -268,5 +269,83 @@ func testConcurrentTokenCreateAndRevoke(t *testing.T, s Store) {
 				assert.NoError(t, rtErr, id)
 			}
 		}
+	}
+}
+
+// testRotateRefreshTokenRefused checks that a rotation changes nothing and
+// fails, with an error fosite turns into a 400 rather than a new pair,
+// unless it flips the presented refresh token of that request from active
+// to inactive.
+func testRotateRefreshTokenRefused(t *testing.T, s Store) {
+	ctx := t.Context()
+	exp := time.Now().Add(hour)
+	req := newRequest("req-1", "client-1", exp, exp)
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "at-1", req))
+	require.NoError(t, s.CreateRefreshTokenSession(ctx, "rt-1", "at-1", req))
+
+	err := s.RotateRefreshToken(ctx, "req-1", "unknown")
+	assert.ErrorIs(t, err, fosite.ErrNotFound, "an unknown refresh token is not rotated")
+	err = s.RotateRefreshToken(ctx, "req-2", "rt-1")
+	assert.ErrorIs(t, err, fosite.ErrNotFound, "a refresh token of another request is not rotated")
+	_, err = getRefresh(t, s, "rt-1")
+	assert.NoError(t, err, "a refused rotation leaves the refresh token active")
+	_, err = getAccess(t, s, "at-1")
+	assert.NoError(t, err, "a refused rotation leaves the access token")
+
+	require.NoError(t, s.RotateRefreshToken(ctx, "req-1", "rt-1"))
+	err = s.RotateRefreshToken(ctx, "req-1", "rt-1")
+	assert.ErrorIs(t, err, fosite.ErrSerializationFailure, "a token is rotated once")
+	assert.ErrorIs(t, err, fosite.ErrInactiveToken)
+
+	// A revoked refresh token is not rotated either.
+	next := newRequest("req-3", "client-1", exp, exp)
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "at-3", next))
+	require.NoError(t, s.CreateRefreshTokenSession(ctx, "rt-3", "at-3", next))
+	require.NoError(t, s.RevokeRefreshToken(ctx, "req-3"))
+	err = s.RotateRefreshToken(ctx, "req-3", "rt-3")
+	assert.ErrorIs(t, err, fosite.ErrSerializationFailure)
+	_, err = getAccess(t, s, "at-3")
+	assert.NoError(t, err, "a refused rotation does not revoke the access tokens")
+
+	// Nor is an expired one.
+	short := newRequest("req-4", "client-1", exp, time.Now().Add(shortTTL))
+	require.NoError(t, s.CreateRefreshTokenSession(ctx, "rt-4", "at-4", short))
+	time.Sleep(waitPastTTL)
+	assert.ErrorIs(t, s.RotateRefreshToken(ctx, "req-4", "rt-4"), fosite.ErrNotFound)
+}
+
+// testConcurrentRotateRefreshToken sends the same refresh token through
+// many refresh grants at once: exactly one rotation succeeds, so that
+// fosite issues exactly one new pair; the others get
+// fosite.ErrSerializationFailure, which it answers with 400.
+func testConcurrentRotateRefreshToken(t *testing.T, s Store) {
+	const goroutines, rounds = 32, 10
+	exp := time.Now().Add(hour)
+	for round := range rounds {
+		id := fmt.Sprintf("req-%d", round)
+		req := newRequest(id, "client-1", exp, exp)
+		require.NoError(t, s.CreateAccessTokenSession(t.Context(), "at-"+id, req))
+		require.NoError(t, s.CreateRefreshTokenSession(t.Context(), "rt-"+id, "at-"+id, req))
+
+		var wins, refused, failures atomic.Int32
+		race(goroutines, func(int) {
+			err := s.RotateRefreshToken(t.Context(), id, "rt-"+id)
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, fosite.ErrSerializationFailure):
+				refused.Add(1)
+			default:
+				failures.Add(1)
+			}
+		})
+		require.Zero(t, failures.Load(), "round %d: the losers get fosite.ErrSerializationFailure", round)
+		require.Equal(t, int32(1), wins.Load(), "round %d: exactly one rotation succeeds", round)
+		require.Equal(t, int32(goroutines-1), refused.Load())
+
+		_, err := getRefresh(t, s, "rt-"+id)
+		assert.ErrorIs(t, err, fosite.ErrInactiveToken)
+		_, err = getAccess(t, s, "at-"+id)
+		assert.ErrorIs(t, err, fosite.ErrNotFound)
 	}
 }
