@@ -110,6 +110,10 @@ type TrustStore interface {
 	// NormalizeTrust). It returns the stored copy, with its ID assigned.
 	// ErrAlreadyExists when the ID is taken; ErrInvalid when t is not valid.
 	CreateTrust(ctx context.Context, t Trust) (*Trust, error)
+	// UpdateTrust replaces the relationship whose ID is t.ID, validating
+	// and normalising t as CreateTrust does, and returns the stored copy.
+	// ErrNotFound when there is none; ErrInvalid when t is not valid.
+	UpdateTrust(ctx context.Context, t Trust) (*Trust, error)
 	// GetTrust returns the relationship with that ID, or ErrNotFound.
 	GetTrust(ctx context.Context, id string) (*Trust, error)
 	// ListTrust returns every relationship, ordered by ID.

@@ -124,7 +124,52 @@ func (s *Store) CreateTrust(_ context.Context, t store.Trust) (*store.Trust, err
 	}
 	stored := &t
 	s.trusts[t.ID] = stored
+	s.index(stored).reindex(stored)
+	return stored, nil
+}
 
+// UpdateTrust implements store.TrustStore. The relationship is replaced in
+// one step under the write lock: a concurrent TrustedKeys sees the old
+// version or the new one, never neither. Only the key lists that either
+// version touches are rebuilt.
+func (s *Store) UpdateTrust(_ context.Context, t store.Trust) (*store.Trust, error) {
+	if t.ID == "" {
+		return nil, fmt.Errorf("%w: id: must not be empty to update a relationship", store.ErrInvalid)
+	}
+	if err := store.NormalizeTrust(&t); err != nil {
+		return nil, err
+	}
+
+	s.trustMu.Lock()
+	defer s.trustMu.Unlock()
+
+	old, ok := s.trusts[t.ID]
+	if !ok {
+		return nil, fmt.Errorf("memory: trust %q: %w", t.ID, store.ErrNotFound)
+	}
+	stored := &t
+	s.trusts[t.ID] = stored
+
+	// The old *Trust is left untouched: callers may still hold it.
+	oldIdx := s.unindex(old)
+	newIdx := s.index(stored)
+	if oldIdx != nil {
+		oldIdx.reindex(old)
+	}
+	// Reindexing an any-subject relationship rebuilt every list of its
+	// issuer, and reindexing a subject rebuilt that subject's list, the
+	// new version's included.
+	covered := oldIdx == newIdx && (old.AnySubject || !stored.AnySubject && stored.Subject == old.Subject)
+	if !covered {
+		newIdx.reindex(stored)
+	}
+	return stored, nil
+}
+
+// index adds t to the relationships of its issuer, creating that issuer's
+// index when needed, and returns it. The caller reindexes and holds
+// trustMu for writing.
+func (s *Store) index(t *store.Trust) *issuerKeys {
 	idx := s.keys[t.Issuer]
 	if idx == nil {
 		idx = &issuerKeys{
@@ -136,17 +181,37 @@ func (s *Store) CreateTrust(_ context.Context, t store.Trust) (*store.Trust, err
 		s.keys[t.Issuer] = idx
 	}
 	if t.AnySubject {
-		idx.anySubject[t.ID] = stored
+		idx.anySubject[t.ID] = t
 	} else {
 		group := idx.named[t.Subject]
 		if group == nil {
 			group = make(map[string]*store.Trust)
 			idx.named[t.Subject] = group
 		}
-		group[t.ID] = stored
+		group[t.ID] = t
 	}
-	idx.reindex(stored)
-	return stored, nil
+	return idx
+}
+
+// unindex removes t from the relationships of its issuer and returns that
+// issuer's index for the caller to reindex, or nil when the issuer has no
+// relationship left and its index is gone. The caller holds trustMu for
+// writing.
+func (s *Store) unindex(t *store.Trust) *issuerKeys {
+	idx := s.keys[t.Issuer]
+	if t.AnySubject {
+		delete(idx.anySubject, t.ID)
+	} else {
+		delete(idx.named[t.Subject], t.ID)
+		if len(idx.named[t.Subject]) == 0 {
+			delete(idx.named, t.Subject)
+		}
+	}
+	if len(idx.named) == 0 && len(idx.anySubject) == 0 {
+		delete(s.keys, t.Issuer)
+		return nil
+	}
+	return idx
 }
 
 // GetTrust implements store.TrustStore.
@@ -185,21 +250,9 @@ func (s *Store) DeleteTrust(_ context.Context, id string) error {
 		return fmt.Errorf("memory: trust %q: %w", id, store.ErrNotFound)
 	}
 	delete(s.trusts, id)
-
-	idx := s.keys[t.Issuer]
-	if t.AnySubject {
-		delete(idx.anySubject, id)
-	} else {
-		delete(idx.named[t.Subject], id)
-		if len(idx.named[t.Subject]) == 0 {
-			delete(idx.named, t.Subject)
-		}
+	if idx := s.unindex(t); idx != nil {
+		idx.reindex(t)
 	}
-	if len(idx.named) == 0 && len(idx.anySubject) == 0 {
-		delete(s.keys, t.Issuer)
-		return nil
-	}
-	idx.reindex(t)
 	return nil
 }
 

@@ -17,8 +17,9 @@
 // node again after a network error: the replay claims are safe to repeat
 // (see below); a repeated CreateClient, CreateTrust, DeleteClient,
 // DeleteTrust or RotateRefreshToken may answer with the conflict its own
-// first sending caused. The client reconnects by itself when Redis comes
-// back.
+// first sending caused; a repeated UpdateTrust writes the same record
+// again, which is harmless. The client reconnects by itself when Redis
+// comes back.
 //
 // # Trust relationships
 //
@@ -28,10 +29,18 @@
 // re-subscribes after a reconnect) and reloads the whole set when the
 // version changes, replacing its copy in one pointer swap. It also polls
 // the version every Config.TrustRefresh, in case a message was lost. A
-// relationship deleted on one instance thus stops resolving on every
-// instance within TrustRefresh (500ms by default), and at once on the
-// instance that deleted it, which patches its own writes into its copy
-// (unless that copy was already loaded from a later version).
+// relationship created, updated or deleted on one instance thus takes
+// effect on every instance within TrustRefresh (500ms by default), and at
+// once on the instance that wrote it, which patches its own writes into
+// its copy (unless that copy was already loaded from a later version).
+//
+// UpdateTrust replaces the relationship in place, in Redis (one script:
+// HEXISTS, HSET over the existing field, version bump) and in every copy
+// (the memory store swaps it under its lock, a reload swaps the whole
+// copy): each instance serves the old version until it serves the new one,
+// and never finds the relationship missing in between. Keys the update
+// removed stop resolving, by kid or not, as soon as the new version is
+// served.
 //
 // The version never goes back, even when Redis loses its data (FLUSHALL,
 // a failover to a replica that missed writes, a restore from a backup):
@@ -88,8 +97,9 @@
 // invalid_request.
 //
 // Redis Cluster: no command or script touches two slots. The only
-// multi-key operations, on the trust relationships and their version,
-// share the hash tag {trust}; a token session and its request's set may
+// multi-key operations, on the trust relationships and their version (the
+// create, update and delete scripts, and the reload's MULTI), share the
+// hash tag {trust}; a token session and its request's set may
 // live on different nodes and are written in one pipeline, which go-redis
 // splits by node. Every other script touches one key. No KEYS, no SCAN.
 //
@@ -99,7 +109,8 @@
 // prefix (~P* &P*) and the commands it sends: GET, SET, DEL, EXISTS, HGET,
 // HGETALL, HSETNX, HDEL, SMEMBERS, SREM, INCR, PUBLISH, SUBSCRIBE, PING,
 // MULTI/EXEC, EVAL/EVALSHA (the scripts also call PTTL, SADD, PERSIST,
-// PEXPIREAT, GETRANGE, SETRANGE, TIME), and COMMAND for a Cluster client.
+// PEXPIREAT, GETRANGE, SETRANGE, TIME, HEXISTS, HSET), and COMMAND for a
+// Cluster client.
 //
 // # Round trips
 //
@@ -108,8 +119,8 @@
 // ListTrust, Ping: one. Revoke*Token and RotateRefreshToken: two (the
 // request's set, with the rotation's compare-and-set; then a pipeline of
 // single-key scripts and the SREM of what they handled), or one for a
-// rotation that is refused or a request with no tokens. CreateTrust and
-// DeleteTrust: two (a script, then PUBLISH). TrustedKeys: none.
+// rotation that is refused or a request with no tokens. CreateTrust,
+// UpdateTrust and DeleteTrust: two (a script, then PUBLISH). TrustedKeys: none.
 //
 // The trust relationships are read in one MULTI when they change; the
 // version poll is one GET per Config.TrustRefresh per instance.

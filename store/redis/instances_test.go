@@ -210,3 +210,59 @@ func TestTrustAfterDataLoss(t *testing.T) {
 		assert.Less(t, took, time.Second, "instance %s", name)
 	}
 }
+
+// TestTrustUpdateAcrossInstances updates a relationship on A, back and
+// forth between two key sets: A serves the new version when UpdateTrust
+// returns, and B serves it within a second, serving the old one until
+// then and never nothing.
+func TestTrustUpdateAcrossInstances(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	cfg := redis.Config{Addrs: []string{srv.Addr}, KeyPrefix: newPrefix(), TrustRefresh: 200 * time.Millisecond}
+	a, b := openStore(t, cfg), openStore(t, cfg)
+	ctx := t.Context()
+	const issuer = "https://update.example"
+
+	v1 := ecTrust(t, "u1", issuer, "alice")
+	v1.Keys[0].KeyID = "v1-key"
+	v2 := ecTrust(t, "u1", issuer, "alice")
+	v2.Keys[0].KeyID = "v2-key"
+	v2.Scopes = []string{"read", "write"}
+	_, err := a.CreateTrust(ctx, v1)
+	require.NoError(t, err)
+	waitFor(3*time.Second, func() bool { return len(kidsOf(t, b, issuer, "alice")) == 1 })
+	require.Equal(t, []string{"v1-key"}, kidsOf(t, b, issuer, "alice"))
+
+	for round, next := range []store.Trust{v2, v1, v2, v1} {
+		prev := []string{"v1-key"}
+		if next.Keys[0].KeyID == "v1-key" {
+			prev = []string{"v2-key"}
+		}
+		want := []string{next.Keys[0].KeyID}
+
+		_, err := a.UpdateTrust(ctx, next)
+		require.NoError(t, err, "round %d", round)
+		assert.Equal(t, want, kidsOf(t, a, issuer, "alice"), "round %d: the writer serves its update at once", round)
+
+		start := time.Now()
+		served := false
+		for !served && time.Since(start) < 3*time.Second {
+			got := kidsOf(t, b, issuer, "alice")
+			if served = assert.ObjectsAreEqual(want, got); !served {
+				require.Equal(t, prev, got, "round %d: B serves the old version until the new one, never nothing", round)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+		took := time.Since(start)
+		require.True(t, served, "round %d: B never served the update", round)
+		assert.Less(t, took, time.Second, "round %d: updated on A, served by B", round)
+
+		got, err := b.GetTrust(ctx, "u1")
+		require.NoError(t, err)
+		assert.Equal(t, want[0], got.Keys[0].KeyID)
+	}
+	keys, err := b.TrustedKeys(ctx, issuer, "alice", "")
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	assert.Equal(t, []string{"read"}, keys[0].Trust.Scopes, "B serves the whole new version")
+}

@@ -122,6 +122,22 @@ func TestTrustVersionNeverGoesBack(t *testing.T) {
 	got, err := raw.Get(ctx, s.keys.trustVersion).Int64()
 	require.NoError(t, err)
 	assert.Equal(t, v5.cur+1, got)
+
+	body, err := json.Marshal(anyTrust(t, "t4"))
+	require.NoError(t, err)
+	v, err = s.runTrustScript(ctx, updateTrustScript, "t4", body)
+	require.NoError(t, err)
+	assert.Equal(t, v5.cur+1, v.prev)
+	assert.Equal(t, v5.cur+2, v.cur, "an update bumps the version as the other writes do")
+	v, err = s.runTrustScript(ctx, updateTrustScript, "t5", body)
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), v.cur, "nothing to update, nothing bumped, nothing created")
+	exists, err := raw.HExists(ctx, s.keys.trust, "t5").Result()
+	require.NoError(t, err)
+	assert.False(t, exists)
+	got, err = raw.Get(ctx, s.keys.trustVersion).Int64()
+	require.NoError(t, err)
+	assert.Equal(t, v5.cur+2, got)
 }
 
 // TestApplyLocalSkipsNewerCache runs the interleaving of a write on A
@@ -167,6 +183,86 @@ func TestApplyLocalSkipsNewerCache(t *testing.T) {
 
 		a.applyDelete(ctx, v, tr.ID)
 		assert.True(t, resolves(t, a, tr.ID), "a relationship created again is not patched out")
+	})
+
+	t.Run("update then deleted elsewhere", func(t *testing.T) {
+		tr := anyTrust(t, "t4")
+		_, err := a.CreateTrust(ctx, tr)
+		require.NoError(t, err)
+		next := anyTrust(t, "t4")
+		next.Keys[0].KeyID = "t4-next"
+		body, err := json.Marshal(&next)
+		require.NoError(t, err)
+		// A's UpdateTrust, up to its script.
+		v, err := a.runTrustScript(ctx, updateTrustScript, next.ID, body)
+		require.NoError(t, err)
+		require.Positive(t, v.cur)
+		require.NoError(t, b.DeleteTrust(ctx, tr.ID))
+		require.NoError(t, a.reload(ctx, false))
+		before := a.trust.Load().version
+		require.Greater(t, before, v.cur)
+
+		a.applyUpdate(ctx, v, next)
+		assert.False(t, resolves(t, a, tr.ID))
+		keys, err := a.TrustedKeys(ctx, "https://issuer.example", "anyone", "t4-next")
+		require.NoError(t, err)
+		assert.Empty(t, keys, "a deleted relationship is not patched back in by an update")
+		assert.Equal(t, before, a.trust.Load().version)
+	})
+
+	t.Run("update then updated again elsewhere", func(t *testing.T) {
+		tr := anyTrust(t, "t5")
+		_, err := a.CreateTrust(ctx, tr)
+		require.NoError(t, err)
+		mine := anyTrust(t, "t5")
+		mine.Keys[0].KeyID = "t5-mine"
+		body, err := json.Marshal(&mine)
+		require.NoError(t, err)
+		v, err := a.runTrustScript(ctx, updateTrustScript, mine.ID, body)
+		require.NoError(t, err)
+		theirs := anyTrust(t, "t5")
+		theirs.Keys[0].KeyID = "t5-theirs"
+		_, err = b.UpdateTrust(ctx, theirs)
+		require.NoError(t, err)
+		require.NoError(t, a.reload(ctx, false))
+
+		a.applyUpdate(ctx, v, mine)
+		got, err := a.TrustedKeys(ctx, "https://issuer.example", "anyone", "")
+		require.NoError(t, err)
+		var kids []string
+		for _, k := range got {
+			if k.Trust.ID == "t5" {
+				kids = append(kids, k.Key.KeyID)
+			}
+		}
+		assert.Equal(t, []string{"t5-theirs"}, kids, "a later update is not overwritten by a stale patch")
+	})
+
+	t.Run("update on a stale cache is patched in and reloaded", func(t *testing.T) {
+		tr := anyTrust(t, "t6")
+		_, err := a.CreateTrust(ctx, tr)
+		require.NoError(t, err)
+		// A write around the store, which publishes nothing: A's cache
+		// misses it until something makes A reload.
+		other := anyTrust(t, "t7")
+		body, err := json.Marshal(&other)
+		require.NoError(t, err)
+		require.NoError(t, a.client.HSet(ctx, a.keys.trust, other.ID, body).Err())
+		require.NoError(t, a.client.Incr(ctx, a.keys.trustVersion).Err())
+
+		next := anyTrust(t, "t6")
+		next.Keys[0].KeyID = "t6-next"
+		_, err = a.UpdateTrust(ctx, next)
+		require.NoError(t, err)
+		keys, err := a.TrustedKeys(ctx, "https://issuer.example", "anyone", "t6-next")
+		require.NoError(t, err)
+		assert.Len(t, keys, 1, "the writer sees its update at once, even on a stale cache")
+		assert.False(t, resolves(t, a, "t6"), "and no longer the old key")
+		deadline := time.Now().Add(time.Second)
+		for !resolves(t, a, "t7") && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		assert.True(t, resolves(t, a, "t7"), "the stale cache is reloaded within a second")
 	})
 
 	t.Run("a write on a current cache is patched in", func(t *testing.T) {

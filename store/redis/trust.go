@@ -57,6 +57,15 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return {0, -1}
 end` + bumpVersion)
 
+	// updateTrustScript replaces the relationship in place (HSET over the
+	// existing field), so that no reader of the hash, on any instance, ever
+	// finds it missing.
+	updateTrustScript = goredis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return {0, -1}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])` + bumpVersion)
+
 	deleteTrustScript = goredis.NewScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return {0, -1}
@@ -123,6 +132,58 @@ func (s *Store) applyCreate(ctx context.Context, v versions, t store.Trust) *sto
 		// The cache may hold it already, from a reload that ran after
 		// the script; either copy is the same relationship.
 		if c, err := cache.CreateTrust(context.WithoutCancel(ctx), t); err == nil {
+			stored = c
+		}
+	})
+	return stored
+}
+
+// UpdateTrust implements store.TrustStore. It validates and normalises t
+// as CreateTrust does, replaces the stored relationship and bumps the
+// version in one script (ErrNotFound when there is none), updates this
+// instance's cache before returning and publishes the new version to the
+// other instances, which reload within Config.TrustRefresh. Every instance
+// serves the old version until it serves the new one: the relationship is
+// replaced, never deleted and created again.
+func (s *Store) UpdateTrust(ctx context.Context, t store.Trust) (*store.Trust, error) {
+	if t.ID == "" {
+		return nil, fmt.Errorf("%w: id: must not be empty to update a relationship", store.ErrInvalid)
+	}
+	if err := store.NormalizeTrust(&t); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(&t)
+	if err != nil {
+		return nil, fmt.Errorf("redis: trust %q: %w", t.ID, err)
+	}
+	v, err := s.runTrustScript(ctx, updateTrustScript, t.ID, raw)
+	if err != nil {
+		return nil, unavailable("update trust", err)
+	}
+	if v.cur < 0 {
+		return nil, fmt.Errorf("redis: trust %q: %w", t.ID, store.ErrNotFound)
+	}
+	stored := s.applyUpdate(ctx, v, t)
+	s.publish(ctx, v.cur)
+	return stored, nil
+}
+
+// applyUpdate replaces the relationship t.ID with t, which Redis stored as
+// version v.cur, in the local cache (see applyLocal), and returns the
+// cache's copy, or &t when the cache already reflected it. The memory
+// store replaces it in one step, so this instance's readers never find it
+// missing. A cache that lacks it (it missed the creation, or left out a
+// record written around the store that failed validation) gets t all the
+// same; if it missed writes it keeps its older version and is reloaded.
+func (s *Store) applyUpdate(ctx context.Context, v versions, t store.Trust) *store.Trust {
+	stored := &t
+	s.applyLocal(v, func(cache *memory.Store) {
+		ctx := context.WithoutCancel(ctx)
+		c, err := cache.UpdateTrust(ctx, t)
+		if errors.Is(err, store.ErrNotFound) {
+			c, err = cache.CreateTrust(ctx, t)
+		}
+		if err == nil {
 			stored = c
 		}
 	})
