@@ -52,6 +52,8 @@ type Config struct {
 	Trust []TrustConfig `yaml:"trust"`
 	// Clients lists the OAuth 2.0 clients loaded at start.
 	Clients []ClientConfig `yaml:"clients"`
+	// Admin enables the trust-management API on a listener of its own.
+	Admin AdminConfig `yaml:"admin"`
 
 	// dir is the folder relative key file paths are read from.
 	dir string
@@ -103,6 +105,21 @@ type TrustConfig struct {
 	ExpiresAt  *time.Time  `yaml:"expires_at"`
 	Keys       []KeyConfig `yaml:"keys"`
 }
+
+// AdminConfig enables the trust-management admin API (see AdminHandler).
+// It is off unless Listen is set.
+type AdminConfig struct {
+	// Listen is the TCP address of the admin listener, apart from the
+	// public one. Empty: no admin API.
+	Listen string `yaml:"listen"`
+	// Token is the bearer token the admin API requires, at least
+	// MinAdminTokenBytes long. The JWTBEARER_ADMIN_TOKEN environment
+	// variable overrides it.
+	Token string `yaml:"token"`
+}
+
+// MinAdminTokenBytes is the shortest admin token accepted.
+const MinAdminTokenBytes = 32
 
 // KeyConfig is one key, given exactly one way: a file (PEM or JWK / JWK Set
 // JSON), inline PEM text, or an inline JWK.
@@ -180,6 +197,9 @@ func (c *Config) applyDefaults() {
 	if s := os.Getenv("JWTBEARER_TOKEN_SECRET"); s != "" {
 		c.TokenSecret = s
 	}
+	if s := os.Getenv("JWTBEARER_ADMIN_TOKEN"); s != "" {
+		c.Admin.Token = s
+	}
 	if c.AccessTokenLifetime == 0 {
 		c.AccessTokenLifetime = DefaultAccessTokenLifetime
 	}
@@ -220,6 +240,13 @@ func (c *Config) Validate() error {
 	check(c.AccessTokenLifetime < time.Second, "access_token_lifetime: must be at least 1s")
 	check(c.RefreshTokenLifetime < time.Second, "refresh_token_lifetime: must be at least 1s")
 	check(c.MaxRequestBytes < 1024, "max_request_bytes: must be at least 1024")
+	if c.Admin.Listen != "" {
+		_, _, err := net.SplitHostPort(c.Admin.Listen)
+		check(err != nil, "admin.listen: %q is not host:port", c.Admin.Listen)
+		check(err == nil && c.Admin.Listen == c.Listen, "admin.listen: must differ from listen")
+		check(c.Admin.Token == "", "admin.token: required with admin.listen (or set JWTBEARER_ADMIN_TOKEN)")
+		check(c.Admin.Token != "" && len(c.Admin.Token) < MinAdminTokenBytes, "admin.token: must be at least %d bytes", MinAdminTokenBytes)
+	}
 	switch c.Store.Type {
 	case "memory":
 	case "redis":

@@ -45,6 +45,8 @@ type Server struct {
 	fosite   *fosite.Config
 	logger   *slog.Logger
 	handler  http.Handler
+	// admin serves the admin API; nil when it is off.
+	admin http.Handler
 	// closeStore closes a store New opened itself.
 	closeStore func() error
 }
@@ -118,6 +120,9 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.handler = s.routes()
+	if cfg.Admin.Listen != "" {
+		s.admin = s.adminRoutes()
+	}
 	return s, nil
 }
 
@@ -287,8 +292,22 @@ func (s *Server) Store() Store { return s.store }
 // stops accepting connections and waits up to 10 seconds for requests in
 // flight.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return s.serve(ctx, ln, s.handler)
+}
+
+// ServeAdmin serves the admin API on ln as Serve serves the public routes,
+// with the same graceful shutdown. It fails at once when the admin API is
+// off (admin.listen is not configured).
+func (s *Server) ServeAdmin(ctx context.Context, ln net.Listener) error {
+	if s.admin == nil {
+		return errors.New("admin API is off: admin.listen is not configured")
+	}
+	return s.serve(ctx, ln, s.admin)
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	hs := &http.Server{
-		Handler:           s.handler,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      15 * time.Second,

@@ -66,15 +66,47 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("serve: admin: %w", err)
+		}
+	}
 	logger.Info("serving", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "token_endpoint", cfg.Issuer+"/token")
+	if adminLn != nil {
+		logger.Info("serving admin API", "addr", adminLn.Addr().String(), "url", "http://"+adminLn.Addr().String()+"/admin/trust")
+	}
 	if demo {
 		printDemo(stdout, *demoDir, cfg.Issuer)
 	}
-	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
+	if err := serveAll(ctx, srv, ln, adminLn); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// serveAll serves the public routes on ln and, when adminLn is not nil,
+// the admin API on adminLn, until ctx is done or either fails; both then
+// shut down gracefully. It returns the first error.
+func serveAll(ctx context.Context, srv *server.Server, ln, adminLn net.Listener) error {
+	if adminLn == nil {
+		return srv.Serve(ctx, ln)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	go func() { errc <- srv.ServeAdmin(ctx, adminLn) }()
+	first := <-errc
+	// One ended (ctx done, or a listener failed): stop the other too.
+	cancel()
+	second := <-errc
+	if first == nil {
+		first = second
+	}
+	return first
 }
 
 // writeDemo makes (or reuses) the demo key pair and writes the demo

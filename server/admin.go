@@ -1,0 +1,616 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v3"
+	"github.com/gorilla/mux"
+	"github.com/ory/fosite"
+
+	"github.com/jwtbearer/jwtbearer/store"
+)
+
+// Admin API limits.
+const (
+	// adminMaxBody caps an admin request body (413 beyond).
+	adminMaxBody = 1 << 20
+	// adminDefaultLimit and adminMaxLimit bound a list page.
+	adminDefaultLimit = 100
+	adminMaxLimit     = 1000
+)
+
+// Problem types (RFC 9457 §3.1.1). Problems without a type of their own
+// are "about:blank" and their title is the HTTP status text.
+const (
+	problemInvalidTrust = "urn:jwtbearer:admin:invalid-trust"
+	problemKIDConflict  = "urn:jwtbearer:admin:kid-conflict"
+	problemIDTaken      = "urn:jwtbearer:admin:id-taken"
+)
+
+// AdminHandler returns the trust-management API, or nil when it is off
+// (admin.listen is not configured): an embedding program then has nothing
+// to mount by mistake. Serve it on a listener of its own (ServeAdmin), never
+// next to the public routes.
+//
+// Routes, all behind "Authorization: Bearer <admin.token>":
+//
+//	POST   /admin/trust        create (201, Location); an absent id is assigned
+//	GET    /admin/trust        list: ?issuer= (exact), ?limit= (1..1000, default 100), ?page_token=
+//	GET    /admin/trust/{id}   read
+//	PUT    /admin/trust/{id}   replace
+//	DELETE /admin/trust/{id}   delete (204)
+//
+// Bodies are JSON with the store.Trust fields; each entry of "keys" is a
+// public JWK or {"pem": "..."}. Errors are RFC 9457 (RFC 7807) problem
+// details listing every problem found. Changes go to the store, so every
+// instance sharing it sees them at once.
+func (s *Server) AdminHandler() http.Handler {
+	if s.admin == nil {
+		return nil
+	}
+	return s.admin
+}
+
+func (s *Server) adminRoutes() http.Handler {
+	r := mux.NewRouter().UseEncodedPath()
+	r.HandleFunc("/admin/trust", s.adminCreate).Methods(http.MethodPost)
+	r.HandleFunc("/admin/trust", s.adminList).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/admin/trust/{id}", s.adminGet).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/admin/trust/{id}", s.adminPut).Methods(http.MethodPut)
+	r.HandleFunc("/admin/trust/{id}", s.adminDelete).Methods(http.MethodDelete)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is nothing at this path."})
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allow := "GET, HEAD, PUT, DELETE"
+		if req.URL.Path == "/admin/trust" {
+			allow = "GET, HEAD, POST"
+		}
+		w.Header().Set("Allow", allow)
+		writeProblem(w, problem{Status: http.StatusMethodNotAllowed, Detail: "This resource accepts " + allow + " only."})
+	})
+	sum := sha256.Sum256([]byte(s.cfg.Admin.Token))
+	return s.adminRecoverer(adminAuth(sum, r))
+}
+
+// adminAuth requires "Authorization: Bearer <token>" on every request,
+// unknown paths included, so that an unauthenticated caller learns
+// nothing. The hashes are compared, in constant time, so that neither the
+// token's content nor its length leaks through timing.
+func adminAuth(want [sha256.Size]byte, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Values("Authorization")
+		ok := false
+		if len(auth) == 1 && len(auth[0]) > 7 && strings.EqualFold(auth[0][:7], "bearer ") {
+			got := sha256.Sum256([]byte(auth[0][7:]))
+			ok = subtle.ConstantTimeCompare(got[:], want[:]) == 1
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
+			writeProblem(w, problem{Status: http.StatusUnauthorized})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// adminRecoverer turns a panic into a 500 problem and a log line.
+func (s *Server) adminRecoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.logger.Error("panic serving admin request", "path", r.URL.Path, "panic", v)
+				writeProblem(w, problem{Status: http.StatusInternalServerError})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// problem is an RFC 9457 problem details object.
+type problem struct {
+	Type   string   `json:"type"`
+	Title  string   `json:"title"`
+	Status int      `json:"status"`
+	Detail string   `json:"detail,omitempty"`
+	Errors []string `json:"errors,omitempty"`
+}
+
+func writeProblem(w http.ResponseWriter, p problem) {
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeAdminJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// storeProblem answers a store error that is not the caller's fault, or
+// one of the store's sentinels.
+func (s *Server) storeProblem(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
+	case errors.Is(err, store.ErrAlreadyExists):
+		writeProblem(w, problem{Type: problemIDTaken, Title: "ID already taken", Status: http.StatusConflict,
+			Detail: "A trust relationship with this id exists; PUT /admin/trust/{id} replaces it."})
+	case errors.Is(err, store.ErrInvalid):
+		writeProblem(w, invalidProblem(messages(err)))
+	case errors.Is(err, store.ErrUnavailable):
+		s.logger.ErrorContext(r.Context(), "store unavailable", "path", r.URL.Path, "cause", err.Error())
+		writeProblem(w, problem{Status: http.StatusServiceUnavailable, Detail: "The store cannot be reached; try again later."})
+	default:
+		s.logger.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "cause", err.Error())
+		writeProblem(w, problem{Status: http.StatusInternalServerError})
+	}
+}
+
+func invalidProblem(errs []string) problem {
+	return problem{Type: problemInvalidTrust, Title: "Invalid trust relationship", Status: http.StatusBadRequest,
+		Detail: fmt.Sprintf("The trust relationship has %d problem(s); every one is listed.", len(errs)), Errors: errs}
+}
+
+// messages lists the problems joined in err, without the ErrInvalid prefix
+// and without library prefixes.
+func messages(err error) []string {
+	var out []string
+	for _, e := range flatten(err) {
+		msg := strings.TrimPrefix(e.Error(), store.ErrInvalid.Error()+": ")
+		msg = strings.ReplaceAll(msg, "go-jose/go-jose: ", "")
+		out = append(out, msg)
+	}
+	return out
+}
+
+// trustJSON is the wire form of store.Trust.
+type trustJSON struct {
+	ID         string            `json:"id"`
+	Issuer     string            `json:"issuer"`
+	Subject    string            `json:"subject,omitempty"`
+	AnySubject bool              `json:"any_subject,omitempty"`
+	Scopes     []string          `json:"scopes,omitempty"`
+	Algorithms []string          `json:"algorithms,omitempty"`
+	Clients    []string          `json:"clients,omitempty"`
+	RequireJTI *bool             `json:"require_jti,omitempty"`
+	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
+	Keys       []json.RawMessage `json:"keys"`
+}
+
+// toJSON renders t for a response. Public keys are rendered as JWKs (they
+// hold no private material: the store refuses private keys). A symmetric
+// key's secret is never echoed: it is rendered as its kty, kid, alg and use
+// only, so a relationship with shared secrets must be PUT with its secrets
+// again.
+func toJSON(t *store.Trust) (trustJSON, error) {
+	out := trustJSON{
+		ID: t.ID, Issuer: t.Issuer, Subject: t.Subject, AnySubject: t.AnySubject,
+		Scopes: t.Scopes, Algorithms: t.Algorithms, Clients: t.Clients, RequireJTI: t.RequireJTI,
+		Keys: make([]json.RawMessage, 0, len(t.Keys)),
+	}
+	if !t.ExpiresAt.IsZero() {
+		at := t.ExpiresAt
+		out.ExpiresAt = &at
+	}
+	for i := range t.Keys {
+		k := &t.Keys[i]
+		var (
+			b   []byte
+			err error
+		)
+		switch k.Key.(type) {
+		case []byte:
+			b, err = json.Marshal(struct {
+				Kty string `json:"kty"`
+				Kid string `json:"kid,omitempty"`
+				Alg string `json:"alg,omitempty"`
+				Use string `json:"use,omitempty"`
+			}{"oct", k.KeyID, k.Algorithm, k.Use})
+		default:
+			if !k.IsPublic() {
+				return trustJSON{}, fmt.Errorf("trust %q: keys[%d] is not a public key", t.ID, i)
+			}
+			b, err = k.MarshalJSON()
+		}
+		if err != nil {
+			return trustJSON{}, fmt.Errorf("trust %q: keys[%d]: %w", t.ID, i, err)
+		}
+		out.Keys = append(out.Keys, b)
+	}
+	return out, nil
+}
+
+// decodeTrust reads a request body into a store.Trust. It answers the
+// request itself and returns false when the body cannot be decoded; key
+// and validation problems are returned as messages instead, all of them.
+func decodeTrust(w http.ResponseWriter, r *http.Request) (store.Trust, []string, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeProblem(w, problem{Status: http.StatusUnsupportedMediaType, Detail: "The request body must be application/json."})
+			return store.Trust{}, nil, false
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, adminMaxBody))
+	dec.DisallowUnknownFields()
+	var in trustJSON
+	err := dec.Decode(&in)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	} else if err == nil {
+		if _, extra := dec.Token(); !errors.Is(extra, io.EOF) {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeProblem(w, problem{Status: http.StatusRequestEntityTooLarge,
+				Detail: fmt.Sprintf("The request body is larger than the %d bytes this API accepts.", adminMaxBody)})
+			return store.Trust{}, nil, false
+		}
+		detail := "The request body is not a JSON trust relationship: " + err.Error()
+		if errors.Is(err, io.EOF) {
+			detail = "The request body is empty."
+		}
+		writeProblem(w, problem{Status: http.StatusBadRequest, Detail: detail})
+		return store.Trust{}, nil, false
+	}
+
+	t := store.Trust{
+		ID: in.ID, Issuer: in.Issuer, Subject: in.Subject, AnySubject: in.AnySubject,
+		Scopes: in.Scopes, Algorithms: in.Algorithms, Clients: in.Clients, RequireJTI: in.RequireJTI,
+	}
+	if in.ExpiresAt != nil {
+		t.ExpiresAt = *in.ExpiresAt
+	}
+	var problems []string
+	// origin[i] is the index in the request of t.Keys[i], so that the
+	// store's "keys[i]" messages name the entry the caller sent.
+	var origin []int
+	for i, raw := range in.Keys {
+		k, err := parseKeyEntry(raw)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("keys[%d]: %v", i, err))
+			continue
+		}
+		t.Keys = append(t.Keys, k)
+		origin = append(origin, i)
+	}
+	// Check the rest even when a key could not be read, so that every
+	// problem is reported at once.
+	check := t
+	if err := store.NormalizeTrust(&check); err != nil {
+		for _, msg := range messages(err) {
+			if len(t.Keys) == 0 && len(in.Keys) > 0 && strings.HasPrefix(msg, "keys: ") {
+				// Keys were given, and why each is unusable is said above.
+				continue
+			}
+			problems = append(problems, renumberKey(msg, origin))
+		}
+	} else {
+		t = check
+	}
+	return t, problems, true
+}
+
+// parseKeyEntry reads one entry of "keys": a JWK object, or {"pem": "..."}
+// holding one PEM block.
+func parseKeyEntry(raw json.RawMessage) (jose.JSONWebKey, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
+		return jose.JSONWebKey{}, errors.New("must be a JWK object or {\"pem\": \"...\"}")
+	}
+	data := []byte(raw)
+	if p, isPEM := obj["pem"]; isPEM {
+		if len(obj) != 1 {
+			return jose.JSONWebKey{}, errors.New("a {\"pem\": ...} entry takes no other member")
+		}
+		var text string
+		if err := json.Unmarshal(p, &text); err != nil {
+			return jose.JSONWebKey{}, errors.New("pem: must be a string")
+		}
+		if !strings.Contains(text, "-----BEGIN") {
+			return jose.JSONWebKey{}, errors.New("pem: not a PEM block")
+		}
+		data = []byte(text)
+	} else if _, isSet := obj["keys"]; isSet {
+		return jose.JSONWebKey{}, errors.New("give one JWK per entry, not a JWK Set")
+	}
+	keys, err := store.ParseKeys(data)
+	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "keys: ")
+		msg = strings.TrimPrefix(msg, "JWK 0: ")
+		msg = strings.TrimPrefix(msg, "PEM block 0: ")
+		return jose.JSONWebKey{}, errors.New(strings.ReplaceAll(msg, "go-jose/go-jose: ", ""))
+	}
+	if len(keys) != 1 {
+		return jose.JSONWebKey{}, fmt.Errorf("holds %d keys; give one key per entry", len(keys))
+	}
+	return keys[0], nil
+}
+
+// renumberKey rewrites a "keys[i]: ..." message about the i-th parsed key
+// to name the request's entry.
+func renumberKey(msg string, origin []int) string {
+	rest, ok := strings.CutPrefix(msg, "keys[")
+	if !ok {
+		return msg
+	}
+	end := strings.IndexByte(rest, ']')
+	if end < 0 {
+		return msg
+	}
+	i, err := strconv.Atoi(rest[:end])
+	if err != nil || i < 0 || i >= len(origin) {
+		return msg
+	}
+	return fmt.Sprintf("keys[%d]%s", origin[i], rest[end+1:])
+}
+
+// checkRefs reports the clients t names that do not exist, and the kids
+// of t that another relationship of the same issuer uses for a different
+// key: an assertion's kid would then pick keys of both. The check reads
+// the store and then writes it, so two concurrent admin requests may both
+// pass it; the store itself refuses neither.
+func (s *Server) checkRefs(ctx context.Context, t *store.Trust) (unknown []string, conflicts []string, err error) {
+	for i, id := range t.Clients {
+		if _, err := s.store.GetClient(ctx, id); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, fosite.ErrNotFound) {
+				unknown = append(unknown, fmt.Sprintf("clients[%d]: %q is not a known client", i, truncate(id)))
+				continue
+			}
+			return nil, nil, err
+		}
+	}
+	all, err := s.store.ListTrust(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range t.Keys {
+		k := &t.Keys[i]
+		for _, other := range all {
+			if other.Issuer != t.Issuer || (t.ID != "" && other.ID == t.ID) {
+				continue
+			}
+			for j := range other.Keys {
+				if other.Keys[j].KeyID == k.KeyID && !sameKey(&other.Keys[j], k) {
+					conflicts = append(conflicts, fmt.Sprintf("keys[%d]: kid %q is already used by trust relationship %q of issuer %q for a different key",
+						i, k.KeyID, other.ID, truncate(t.Issuer)))
+				}
+			}
+		}
+	}
+	return unknown, conflicts, nil
+}
+
+// sameKey reports whether a and b hold the same key material.
+func sameKey(a, b *jose.JSONWebKey) bool {
+	as, aSym := a.Key.([]byte)
+	bs, bSym := b.Key.([]byte)
+	if aSym || bSym {
+		return aSym && bSym && subtle.ConstantTimeCompare(as, bs) == 1
+	}
+	ta, errA := store.Thumbprint(a)
+	tb, errB := store.Thumbprint(b)
+	return errA == nil && errB == nil && ta == tb
+}
+
+// prepare decodes and checks a trust relationship for create or replace.
+// It answers the request itself and returns false when the relationship
+// is not to be stored. pathID is the id of a PUT, "" for a create.
+func (s *Server) prepare(w http.ResponseWriter, r *http.Request, pathID string) (store.Trust, bool) {
+	t, problems, ok := decodeTrust(w, r)
+	if !ok {
+		return t, false
+	}
+	if pathID != "" {
+		if t.ID != "" && t.ID != pathID {
+			problems = append(problems, fmt.Sprintf("id: %q differs from the id in the path; omit it or give the same", truncate(t.ID)))
+		}
+		t.ID = pathID
+	}
+	unknown, conflicts, err := s.checkRefs(r.Context(), &t)
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return t, false
+	}
+	problems = append(problems, unknown...)
+	if len(problems) > 0 {
+		writeProblem(w, invalidProblem(problems))
+		return t, false
+	}
+	if len(conflicts) > 0 {
+		writeProblem(w, problem{Type: problemKIDConflict, Title: "Key ID already in use", Status: http.StatusConflict,
+			Detail: "Another trust relationship of this issuer uses the same kid for a different key; give the key another kid.",
+			Errors: conflicts})
+		return t, false
+	}
+	return t, true
+}
+
+func (s *Server) writeTrust(w http.ResponseWriter, r *http.Request, status int, t *store.Trust) {
+	out, err := toJSON(t)
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return
+	}
+	writeAdminJSON(w, status, out)
+}
+
+func (s *Server) logChange(ctx context.Context, action string, t *store.Trust) {
+	s.logger.InfoContext(ctx, "trust relationship changed", "action", action, "id", t.ID, "issuer", t.Issuer)
+}
+
+// pathID is the {id} of the request, unescaped.
+func pathID(r *http.Request) (string, bool) {
+	id, err := url.PathUnescape(mux.Vars(r)["id"])
+	return id, err == nil && id != ""
+}
+
+func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.prepare(w, r, "")
+	if !ok {
+		return
+	}
+	stored, err := s.store.CreateTrust(r.Context(), t)
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return
+	}
+	s.logChange(r.Context(), "create", stored)
+	w.Header().Set("Location", "/admin/trust/"+url.PathEscape(stored.ID))
+	s.writeTrust(w, r, http.StatusCreated, stored)
+}
+
+func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(r)
+	if !ok {
+		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
+		return
+	}
+	t, ok := s.prepare(w, r, id)
+	if !ok {
+		return
+	}
+	stored, err := s.store.UpdateTrust(r.Context(), t)
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return
+	}
+	s.logChange(r.Context(), "replace", stored)
+	s.writeTrust(w, r, http.StatusOK, stored)
+}
+
+func (s *Server) adminGet(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(r)
+	if !ok {
+		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
+		return
+	}
+	t, err := s.store.GetTrust(r.Context(), id)
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return
+	}
+	s.writeTrust(w, r, http.StatusOK, t)
+}
+
+func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(r)
+	if !ok {
+		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
+		return
+	}
+	// Read first, for the log line's issuer.
+	t, err := s.store.GetTrust(r.Context(), id)
+	if err == nil {
+		err = s.store.DeleteTrust(r.Context(), id)
+	}
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return
+	}
+	s.logChange(r.Context(), "delete", t)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// trustPage is a page of GET /admin/trust. NextPageToken is empty on the
+// last page.
+type trustPage struct {
+	Items         []trustJSON `json:"items"`
+	NextPageToken string      `json:"next_page_token"`
+}
+
+func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var problems []string
+	for name, values := range q {
+		switch {
+		case name != "issuer" && name != "limit" && name != "page_token":
+			problems = append(problems, fmt.Sprintf("%q is not a parameter of this resource (issuer, limit, page_token)", truncate(name)))
+		case len(values) > 1:
+			problems = append(problems, fmt.Sprintf("%s: must not be given more than once", name))
+		}
+	}
+	limit := adminDefaultLimit
+	if v, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 1 || n > adminMaxLimit {
+			problems = append(problems, fmt.Sprintf("limit: must be an integer from 1 to %d", adminMaxLimit))
+		}
+		limit = n
+	}
+	var after string
+	if v, ok := q["page_token"]; ok {
+		b, err := base64.RawURLEncoding.DecodeString(v[0])
+		if err != nil || len(b) == 0 {
+			problems = append(problems, "page_token: not a token this API issued; start again without it")
+		}
+		after = string(b)
+	}
+	if len(problems) > 0 {
+		writeProblem(w, problem{Status: http.StatusBadRequest, Detail: "The query is not valid.", Errors: problems})
+		return
+	}
+	_, filter := q["issuer"]
+	issuer := q.Get("issuer")
+
+	all, err := s.store.ListTrust(r.Context())
+	if err != nil {
+		s.storeProblem(w, r, err)
+		return
+	}
+	page := trustPage{Items: []trustJSON{}}
+	var last string
+	for _, t := range all {
+		// ListTrust is ordered by ID, so "after the last ID seen" is stable
+		// across deletes and creates between pages.
+		if (after != "" && t.ID <= after) || (filter && t.Issuer != issuer) {
+			continue
+		}
+		if len(page.Items) == limit {
+			page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(last))
+			break
+		}
+		out, err := toJSON(t)
+		if err != nil {
+			s.storeProblem(w, r, err)
+			return
+		}
+		page.Items = append(page.Items, out)
+		last = t.ID
+	}
+	writeAdminJSON(w, http.StatusOK, page)
+}
