@@ -2,13 +2,13 @@ package memory
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"math"
 	"sync"
 	"time"
 
 	"github.com/ory/fosite"
+
+	"github.com/jwtbearer/jwtbearer/store"
 )
 
 const (
@@ -159,23 +159,16 @@ func (sh *jtiShard) pop() jtiEntry {
 	return top
 }
 
-// Namespaces of the key hash. They keep the encodings of the two caches
-// apart even though each cache is its own map.
+// Namespaces of the key hash, shared with every backend.
 const (
-	nsAssertion byte = 'a'
-	nsClient    byte = 'c'
+	nsAssertion = store.ReplayAssertion
+	nsClient    = store.ReplayClientAssertion
 )
 
-// hashKey derives the key of (ns, issuer, jti). The issuer's length is
-// written first, so that no two pairs encode alike ("a"+"bc" vs "ab"+"c").
+// hashKey derives the key of (ns, issuer, jti): the first 128 bits of
+// store.ReplayKey.
 func hashKey(ns byte, issuer, jti string) jtiKey {
-	// The buffer lives on the stack unless the input is unusually long.
-	buf := make([]byte, 0, 256)
-	buf = append(buf, ns)
-	buf = binary.AppendUvarint(buf, uint64(len(issuer)))
-	buf = append(buf, issuer...)
-	buf = append(buf, jti...)
-	sum := sha256.Sum256(buf)
+	sum := store.ReplayKey(ns, issuer, jti)
 	var k jtiKey
 	copy(k[:], sum[:])
 	return k

@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -167,23 +166,18 @@ func newKeys(prefix string) keys {
 	}
 }
 
-// Namespaces of jtiHash, as in the memory store: an assertion jti and a
-// client-assertion jti that happen to be equal do not collide.
+// Namespaces of jtiHash, shared with the memory store: an assertion jti
+// and a client-assertion jti that happen to be equal do not collide.
 const (
-	nsAssertion byte = 'a'
-	nsClient    byte = 'c'
+	nsAssertion = store.ReplayAssertion
+	nsClient    = store.ReplayClientAssertion
 )
 
-// jtiHash is the first 128 bits of a SHA-256 over an unambiguous encoding
-// of (namespace, issuer, jti), in hex: a key of fixed size whatever the
-// length of what the sender chose, and one that reveals neither.
+// jtiHash is the first 128 bits of store.ReplayKey, in hex: a key of fixed
+// size whatever the length of what the sender chose, and one that reveals
+// neither issuer nor jti.
 func jtiHash(ns byte, issuer, jti string) string {
-	buf := make([]byte, 0, 256)
-	buf = append(buf, ns)
-	buf = binary.AppendUvarint(buf, uint64(len(issuer)))
-	buf = append(buf, issuer...)
-	buf = append(buf, jti...)
-	sum := sha256.Sum256(buf)
+	sum := store.ReplayKey(ns, issuer, jti)
 	return hex.EncodeToString(sum[:16])
 }
 
