@@ -28,6 +28,8 @@ type claims struct {
 	IssuedAt  *time.Time
 	ID        string
 	Scope     *string
+	// raw holds every claim as sent, for a relationship's required claims.
+	raw map[string]json.RawMessage
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z. Larger NumericDates (and the
@@ -43,6 +45,7 @@ func decodeClaims(payload []byte, c *claims) error {
 	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil {
 		return errors.New("the claims set is not a JSON object")
 	}
+	c.raw = raw
 	str := func(name string, dst *string) error {
 		v, ok := raw[name]
 		if !ok || string(v) == "null" {
@@ -208,6 +211,25 @@ func contains(list []string, s string) bool {
 		if v == s {
 			return true
 		}
+	}
+	return false
+}
+
+// claimEquals reports whether a claim's JSON value is want: a string equal
+// to it, or a number or boolean written exactly as it (RFC 7523 §5 leaves
+// such claims to the parties' agreement; comparing the JSON text keeps
+// "12345" and 12345.0 apart instead of guessing). Objects, arrays and null
+// never match.
+func claimEquals(v json.RawMessage, want string) bool {
+	if len(v) == 0 {
+		return false
+	}
+	switch c := v[0]; {
+	case c == '"':
+		var s string
+		return json.Unmarshal(v, &s) == nil && s == want
+	case c == 't' || c == 'f' || c == '-' || (c >= '0' && c <= '9'):
+		return string(v) == want
 	}
 	return false
 }

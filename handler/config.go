@@ -66,6 +66,10 @@ type Settings struct {
 	// an authenticated client that may use the refresh_token grant redeems
 	// the assertion. Off by default: the client presents a new assertion.
 	IssueRefreshTokens bool
+	// RemoteKeys fetches the key sets of relationships with a jwks_uri or
+	// OpenID discovery, when the Handler has none of its own. Nil: such
+	// relationships verify nothing.
+	RemoteKeys RemoteKeySource
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

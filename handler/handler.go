@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 
@@ -23,6 +26,9 @@ type Handler struct {
 	Keys store.KeyResolver
 	// Replay redeems each assertion's (iss, jti) once, atomically.
 	Replay store.ReplayGuard
+	// RemoteKeys fetches the key sets of relationships whose keys the
+	// issuer publishes (jwks_uri, OpenID discovery). Nil: Settings's.
+	RemoteKeys RemoteKeySource
 
 	// Config holds the fosite settings the handler reads. The token URLs and
 	// the access-token issuer identify this server as the assertion's
@@ -47,6 +53,14 @@ type Handler struct {
 }
 
 var _ fosite.TokenEndpointHandler = (*Handler)(nil)
+
+// RemoteKeySource supplies the keys of relationships whose Remote() is
+// true. store/jwks implements it with a bounded, cached fetcher.
+type RemoteKeySource interface {
+	// RemoteKeys returns t's published keys whose KeyID is kid, or all of
+	// them when kid is empty. An error means no usable key set.
+	RemoteKeys(ctx context.Context, t *store.Trust, kid string) ([]jose.JSONWebKey, error)
+}
 
 var defaultSettings = &Settings{}
 
@@ -129,48 +143,27 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	if raw == "" {
 		return fosite.ErrInvalidRequest.WithHintf("The \"assertion\" parameter is required with grant_type %q.", GrantType)
 	}
-	a, err := parseAssertion(raw, s.maxSize())
-	if err != nil {
-		return err
-	}
-	tk, err := h.verify(ctx, a, s, now)
+	a, tk, err := h.validate(ctx, raw, s, now)
 	if err != nil {
 		return err
 	}
 	trust := tk.Trust
-	if err := h.checkClaims(ctx, a, trust, s, now); err != nil {
+
+	clientID := ""
+	if authenticated {
+		clientID = client.GetID()
+	}
+	if err := checkClients(trust, clientID); err != nil {
 		return err
 	}
 
-	if len(trust.Clients) > 0 {
-		if !authenticated {
-			return fosite.ErrInvalidClient.WithHint("Client authentication is required to redeem assertions from this issuer.")
-		}
-		if !contains(trust.Clients, client.GetID()) {
-			return fosite.ErrUnauthorizedClient.WithHint("The authenticated client may not redeem assertions from this issuer.")
-		}
+	_, scopeSent := form["scope"]
+	scopes, err := h.grantedScopes(ctx, a, trust, request.GetRequestedScopes(), scopeSent)
+	if err != nil {
+		return err
 	}
-
-	scopes := request.GetRequestedScopes()
 	strategy := h.Config.GetScopeStrategy(ctx)
-	if a.claims.Scope != nil {
-		// The issuer signed a "scope" claim (as golang.org/x/oauth2/jwt and
-		// Google-style clients send it): it is what is asked for when no
-		// scope parameter is sent, and a limit the parameter cannot exceed.
-		claimed := fosite.RemoveEmpty(strings.Split(*a.claims.Scope, " "))
-		if _, ok := form["scope"]; !ok {
-			scopes = claimed
-		}
-		for _, scope := range scopes {
-			if !strategy(claimed, scope) {
-				return fosite.ErrInvalidScope.WithHintf("The scope %q is not in the assertion's \"scope\" claim.", truncate(scope))
-			}
-		}
-	}
 	for _, scope := range scopes {
-		if !strategy(trust.Scopes, scope) {
-			return fosite.ErrInvalidScope.WithHintf("The trust relationship for this issuer and subject does not allow the scope %q.", truncate(scope))
-		}
 		if identified && !strategy(client.GetScopes(), scope) {
 			return fosite.ErrInvalidScope.WithHintf("The OAuth 2.0 client is not allowed to request the scope %q.", truncate(scope))
 		}
@@ -226,6 +219,9 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	}
 	session.SetSubject(a.claims.Subject)
 	lifespan := fosite.GetEffectiveLifespan(request.GetClient(), fosite.GrantTypeJWTBearer, fosite.AccessToken, h.Config.GetAccessTokenLifespan(ctx))
+	if trust.AccessTokenLifetime > 0 {
+		lifespan = time.Duration(trust.AccessTokenLifetime)
+	}
 	if !s.NoTokenLifetimeCap {
 		// RFC 7521 §4.1: the token should not significantly outlive the
 		// assertion. An assertion accepted within the clock skew after its
@@ -248,6 +244,52 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	return nil
 }
 
+// validate runs every check that depends on the assertion alone: it
+// parses it, finds the trusted key that signed it and applies the claim
+// rules of RFC 7523 §3 and of the relationship. The jti is not claimed.
+func (h *Handler) validate(ctx context.Context, raw string, s *Settings, now time.Time) (*assertion, store.TrustedKey, error) {
+	a, err := parseAssertion(raw, s.maxSize())
+	if err != nil {
+		return nil, store.TrustedKey{}, err
+	}
+	tk, err := h.verify(ctx, a, s, now)
+	if err != nil {
+		return a, store.TrustedKey{}, err
+	}
+	if err := h.checkClaims(ctx, a, tk.Trust, s, now); err != nil {
+		return a, tk, err
+	}
+	return a, tk, nil
+}
+
+// grantedScopes decides the scopes an assertion obtains: those requested
+// (or, when no scope parameter was sent, those of its signed "scope"
+// claim), within the claim and within the relationship's ceiling.
+func (h *Handler) grantedScopes(ctx context.Context, a *assertion, trust *store.Trust, requested []string, scopeSent bool) ([]string, error) {
+	scopes := requested
+	strategy := h.Config.GetScopeStrategy(ctx)
+	if a.claims.Scope != nil {
+		// The issuer signed a "scope" claim (as golang.org/x/oauth2/jwt and
+		// Google-style clients send it): it is what is asked for when no
+		// scope parameter is sent, and a limit the parameter cannot exceed.
+		claimed := fosite.RemoveEmpty(strings.Split(*a.claims.Scope, " "))
+		if !scopeSent {
+			scopes = claimed
+		}
+		for _, scope := range scopes {
+			if !strategy(claimed, scope) {
+				return nil, fosite.ErrInvalidScope.WithHintf("The scope %q is not in the assertion's \"scope\" claim.", truncate(scope))
+			}
+		}
+	}
+	for _, scope := range scopes {
+		if !strategy(trust.Scopes, scope) {
+			return nil, fosite.ErrInvalidScope.WithHintf("The trust relationship for this issuer and subject does not allow the scope %q.", truncate(scope))
+		}
+	}
+	return scopes, nil
+}
+
 // verify finds the trusted key that signed the assertion. Keys come only
 // from the store: "jwk", "jku", "x5u" and "x5c" headers are never used
 // (RFC 8725 §3.10). The header's "alg" must be on the relationship's
@@ -266,21 +308,55 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 		return store.TrustedKey{}, storeError(err)
 	}
 	var expired, algRefused bool
+	var remoteErr error
 	for _, tk := range keys {
 		if tk.Trust.Expired(now) {
 			expired = true
+			continue
+		}
+		if !tk.Trust.AllowsSubject(a.claims.Subject) || tk.Trust.Issuer != a.claims.Issuer {
+			// The store answered for another issuer or subject: never
+			// trust that, whatever the backend.
 			continue
 		}
 		allowed := tk.Trust.Algorithms
 		if len(allowed) == 0 {
 			allowed = s.algorithms()
 		}
-		if !contains(allowed, a.alg) || (tk.Key.Algorithm != "" && tk.Key.Algorithm != a.alg) || !algFitsKey(a.alg, tk.Key.Key) {
+		if !contains(allowed, a.alg) {
 			algRefused = true
 			continue
 		}
-		if err := a.jws.DetachedVerify(a.jws.UnsafePayloadWithoutVerification(), tk.Key); err == nil {
-			return tk, nil
+		if tk.Key != nil {
+			switch verified, fits := verifyWith(a, tk.Key); {
+			case verified:
+				return tk, nil
+			case !fits:
+				algRefused = true
+			}
+			continue
+		}
+		source := h.RemoteKeys
+		if source == nil {
+			source = s.RemoteKeys
+		}
+		if source == nil {
+			remoteErr = errors.New("the relationship's keys are remote and no remote key source is configured")
+			continue
+		}
+		remote, err := source.RemoteKeys(ctx, tk.Trust, a.kid)
+		if err != nil {
+			remoteErr = err
+			continue
+		}
+		for i := range remote {
+			switch verified, fits := verifyWith(a, &remote[i]); {
+			case verified:
+				tk.Key = &remote[i]
+				return tk, nil
+			case !fits:
+				algRefused = true
+			}
 		}
 	}
 	var reason string
@@ -289,6 +365,11 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 		reason = fmt.Sprintf("no key with kid %q is trusted for issuer %q and subject %q", truncate(a.kid), truncate(a.claims.Issuer), truncate(a.claims.Subject))
 	case len(keys) == 0:
 		reason = fmt.Sprintf("no key is trusted for issuer %q and subject %q", truncate(a.claims.Issuer), truncate(a.claims.Subject))
+	case remoteErr != nil:
+		// The issuer's own key set is unavailable: say so, so that its
+		// operators know to look at their endpoint rather than at their
+		// keys. Only an issuer this server trusts gets here.
+		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint(remoteKeysHint).WithWrap(remoteErr).WithDebug(remoteErr.Error())
 	case expired && !algRefused:
 		reason = "the trust relationship has expired"
 	case algRefused:
@@ -298,6 +379,19 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 	}
 	return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint(untrustedHint).WithDebug(reason)
 }
+
+// verifyWith checks a's signature with k, if the assertion's "alg" fits k
+// (its own "alg" when it names one, and its key type).
+func verifyWith(a *assertion, k *jose.JSONWebKey) (verified, fits bool) {
+	if (k.Algorithm != "" && k.Algorithm != a.alg) || !algFitsKey(a.alg, k.Key) {
+		return false, false
+	}
+	return a.jws.DetachedVerify(a.jws.UnsafePayloadWithoutVerification(), k) == nil, true
+}
+
+// remoteKeysHint is the hint when the issuer's published key set cannot be
+// fetched, or is older than the staleness bound.
+const remoteKeysHint = "The keys published by the assertion's issuer could not be fetched and no recent copy is held; try again later."
 
 // untrustedHint is the one hint for every failure to verify the signature.
 const untrustedHint = "The assertion is not signed by a key this server trusts for its issuer and subject."
@@ -332,12 +426,16 @@ func (h *Handler) checkClaims(ctx context.Context, a *assertion, trust *store.Tr
 	if c.IssuedAt != nil && now.Add(skew).Before(*c.IssuedAt) {
 		return fosite.ErrInvalidGrant.WithHint("The assertion's \"iat\" (issued at) is in the future.")
 	}
-	maxLife := s.maxLifetime() + skew
+	limit := s.maxLifetime()
+	if trust.MaxAssertionLifetime > 0 {
+		limit = time.Duration(trust.MaxAssertionLifetime)
+	}
+	maxLife := limit + skew
 	if exp.Sub(now) > maxLife {
-		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"exp\" is too far in the future: this server accepts assertions valid for at most %s.", s.maxLifetime())
+		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"exp\" is too far in the future: this server accepts assertions valid for at most %s.", limit)
 	}
 	if c.IssuedAt != nil && exp.Sub(*c.IssuedAt) > maxLife {
-		return fosite.ErrInvalidGrant.WithHintf("The assertion's lifetime from \"iat\" to \"exp\" exceeds the %s this server accepts.", s.maxLifetime())
+		return fosite.ErrInvalidGrant.WithHintf("The assertion's lifetime from \"iat\" to \"exp\" exceeds the %s this server accepts.", limit)
 	}
 	requireJTI := !s.JTIOptional
 	if trust.RequireJTI != nil {
@@ -348,6 +446,15 @@ func (h *Handler) checkClaims(ctx context.Context, a *assertion, trust *store.Tr
 	}
 	if len(c.ID) > maxIDLength {
 		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"jti\" is longer than %d bytes.", maxIDLength)
+	}
+	for _, name := range slices.Sorted(maps.Keys(trust.RequiredClaims)) {
+		v, ok := c.raw[name]
+		if !ok {
+			return fosite.ErrInvalidGrant.WithHintf("The assertion must contain the %q claim that the trust relationship requires.", truncate(name))
+		}
+		if !claimEquals(v, trust.RequiredClaims[name]) {
+			return fosite.ErrInvalidGrant.WithHintf("The assertion's %q claim does not have the value the trust relationship requires.", truncate(name))
+		}
 	}
 	return nil
 }

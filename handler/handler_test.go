@@ -46,6 +46,8 @@ type env struct {
 	store    storetest.Store
 	settings *handler.Settings
 	now      time.Time
+	// handler is a handler built as the provider's is, for Check.
+	handler *handler.Handler
 }
 
 func newEnv(t testing.TB, settings *handler.Settings, trusts ...store.Trust) *env {
@@ -70,6 +72,7 @@ func newEnvOn(t testing.TB, st storetest.Store, settings *handler.Settings, trus
 	}
 	e.provider = compose.Compose(cfg, e.store, compose.NewOAuth2HMACStrategy(cfg),
 		handler.NewFactory(settings), compose.OAuth2ClientCredentialsGrantFactory)
+	e.handler = handler.NewFactory(settings)(cfg, e.store, compose.NewOAuth2HMACStrategy(cfg)).(*handler.Handler)
 	ctx := context.Background()
 	for _, tr := range trusts {
 		_, err := e.store.CreateTrust(ctx, tr)

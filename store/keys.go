@@ -12,8 +12,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v3"
 )
@@ -21,6 +25,18 @@ import (
 // MinRSABits is the smallest RSA modulus accepted for a trusted key
 // (NIST SP 800-131A; RFC 7518 §3.3 requires 2048 for RS*/PS*).
 const MinRSABits = 2048
+
+// MaxTrustLifetime bounds a relationship's MaxAssertionLifetime and
+// AccessTokenLifetime: an assertion's jti is remembered for as long as it
+// is valid, and a token that must outlive a day is not a workload token.
+const MaxTrustLifetime = 24 * time.Hour
+
+// MaxRequiredClaims bounds a relationship's RequiredClaims.
+const MaxRequiredClaims = 32
+
+// registeredClaims are checked by the handler itself; a relationship
+// cannot pin them (RFC 7519 §4.1).
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti"}
 
 // MinSymmetricKeyBytes is the smallest shared secret accepted for HS*
 // relationships. RFC 7518 §3.2 asks for a key at least as long as the hash
@@ -206,33 +222,49 @@ func Thumbprint(k *jose.JSONWebKey) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(sum), nil
 }
 
-// NormalizeTrust validates t and normalises it in place: every key gets a
-// KeyID (its thumbprint when it had none) and the slices are copied, so that
-// a stored relationship shares no memory with the caller's value.
+// NormalizeTrust validates t and normalises it in place: every static key
+// gets a KeyID (its thumbprint when it had none) and the slices and maps
+// are copied, so that a stored relationship shares no memory with the
+// caller's value.
 //
 // It reports every problem at once (joined with errors.Join), each wrapping
 // ErrInvalid and naming the field, so an operator can fix a relationship in
 // one round. t is left untouched when an error is returned.
 //
-// Rules: Issuer is set; exactly one of Subject and AnySubject; at least one
-// key; keys are valid public keys (RSA of at least MinRSABits, EC on P-256,
-// P-384 or P-521, Ed25519) or, only when Algorithms lists nothing but HS*
-// algorithms, shared secrets of at least MinSymmetricKeyBytes (and of the
-// hash size of every HS* algorithm listed) carrying a kid; a key's "use", if
-// set, is "sig" and its "alg", if set, is a known JWS algorithm that fits
-// the key; Algorithms holds known JWS algorithms only ("none" never); scope
-// tokens follow RFC 6749 §3.3; client IDs are not empty; two keys with the
-// same KeyID are the same key.
+// Rules: Issuer is set; the subject rule is AnySubject alone or at least
+// one of Subject, Subjects and SubjectPatterns (valid patterns, see
+// CheckSubjectPattern); RequiredClaims name no registered claim; exactly
+// one source of keys: Keys, JWKSURI (see CheckRemoteURL) or OIDCDiscovery
+// (whose Issuer must then pass CheckRemoteURL); static keys are valid
+// public keys (RSA of at least MinRSABits, EC on P-256, P-384 or P-521,
+// Ed25519) or, only when Algorithms lists nothing but HS* algorithms,
+// shared secrets of at least MinSymmetricKeyBytes (and of the hash size of
+// every HS* algorithm listed) carrying a kid; a key's "use", if set, is
+// "sig" and its "alg", if set, is a known JWS algorithm that fits the key;
+// Algorithms holds known JWS algorithms only ("none" never, HS* not with
+// remote keys); scope tokens follow RFC 6749 §3.3; client IDs are not
+// empty; two keys with the same KeyID are the same key; lifetimes lie
+// between one second and MaxTrustLifetime.
 func NormalizeTrust(t *Trust) error {
 	n := *t
 	n.Scopes = cloneStrings(t.Scopes)
 	n.Algorithms = cloneStrings(t.Algorithms)
 	n.Clients = cloneStrings(t.Clients)
+	n.Subjects = cloneStrings(t.Subjects)
+	n.SubjectPatterns = cloneStrings(t.SubjectPatterns)
+	if t.RequiredClaims != nil {
+		n.RequiredClaims = make(map[string]string, len(t.RequiredClaims))
+		for k, v := range t.RequiredClaims {
+			n.RequiredClaims[k] = v
+		}
+	}
 	if t.RequireJTI != nil {
 		v := *t.RequireJTI
 		n.RequireJTI = &v
 	}
-	n.Keys = make([]jose.JSONWebKey, len(t.Keys))
+	if t.Keys != nil {
+		n.Keys = make([]jose.JSONWebKey, len(t.Keys))
+	}
 	for i := range t.Keys {
 		n.Keys[i] = cloneKey(t.Keys[i])
 	}
@@ -245,11 +277,45 @@ func NormalizeTrust(t *Trust) error {
 	if n.Issuer == "" {
 		invalid("issuer: must not be empty")
 	}
+	named := n.Subject != "" || len(n.Subjects) > 0 || len(n.SubjectPatterns) > 0
 	switch {
-	case n.AnySubject && n.Subject != "":
-		invalid("subject: must be empty when any_subject is set")
-	case !n.AnySubject && n.Subject == "":
-		invalid("subject: set a subject, or any_subject to accept every subject")
+	case n.AnySubject && named:
+		invalid("subject: subject, subjects and subject_patterns must be empty when any_subject is set")
+	case !n.AnySubject && !named:
+		invalid("subject: set subject, subjects or subject_patterns, or any_subject to accept every subject")
+	}
+	for i, sub := range n.Subjects {
+		if sub == "" {
+			invalid("subjects[%d]: must not be empty", i)
+		} else if sub == n.Subject || slices.Contains(n.Subjects[:i], sub) {
+			invalid("subjects[%d]: %q is listed twice", i, sub)
+		}
+	}
+	for i, p := range n.SubjectPatterns {
+		if err := CheckSubjectPattern(p); err != nil {
+			invalid("subject_patterns[%d]: %v", i, err)
+		} else if slices.Contains(n.SubjectPatterns[:i], p) {
+			invalid("subject_patterns[%d]: %q is listed twice", i, p)
+		}
+	}
+	if len(n.RequiredClaims) > MaxRequiredClaims {
+		invalid("required_claims: at most %d claims", MaxRequiredClaims)
+	}
+	for _, name := range slices.Sorted(maps.Keys(n.RequiredClaims)) {
+		switch {
+		case name == "":
+			invalid("required_claims: a claim name must not be empty")
+		case slices.Contains(registeredClaims, name):
+			invalid("required_claims: %q is checked by the server itself and cannot be pinned", name)
+		}
+	}
+	for _, l := range []struct {
+		name string
+		d    Duration
+	}{{"max_assertion_lifetime", n.MaxAssertionLifetime}, {"access_token_lifetime", n.AccessTokenLifetime}} {
+		if l.d != 0 && (time.Duration(l.d) < time.Second || time.Duration(l.d) > MaxTrustLifetime) {
+			invalid("%s: must be between 1s and %s, or unset", l.name, MaxTrustLifetime)
+		}
 	}
 	for i, s := range n.Scopes {
 		if !validScopeToken(s) {
@@ -283,8 +349,30 @@ func NormalizeTrust(t *Trust) error {
 		}
 	}
 
-	if len(n.Keys) == 0 {
-		invalid("keys: at least one key is required")
+	sources := 0
+	for _, set := range []bool{len(n.Keys) > 0, n.JWKSURI != "", n.OIDCDiscovery} {
+		if set {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		invalid("keys: give keys, a jwks_uri or oidc_discovery")
+	case sources > 1:
+		invalid("keys: give only one of keys, jwks_uri and oidc_discovery")
+	}
+	if n.JWKSURI != "" {
+		if err := CheckRemoteURL(n.JWKSURI); err != nil {
+			invalid("jwks_uri: %v", err)
+		}
+	}
+	if n.OIDCDiscovery && n.Issuer != "" {
+		if err := CheckRemoteURL(n.Issuer); err != nil {
+			invalid("oidc_discovery: the issuer must be a URL its metadata can be fetched from: %v", err)
+		}
+	}
+	if n.Remote() && hsListed {
+		invalid("algorithms: HS* algorithms need static shared keys; a published key set holds public keys only")
 	}
 	for i := range n.Keys {
 		k := &n.Keys[i]
@@ -455,4 +543,75 @@ func cloneKey(k jose.JSONWebKey) jose.JSONWebKey {
 	k.CertificateThumbprintSHA1 = bytes.Clone(k.CertificateThumbprintSHA1)
 	k.CertificateThumbprintSHA256 = bytes.Clone(k.CertificateThumbprintSHA256)
 	return k
+}
+
+// NormalizeKey validates one key taken from a key set published by an
+// issuer (a jwks_uri) and gives it its thumbprint as KeyID when it has
+// none. Only asymmetric public keys qualify, by the rules NormalizeTrust
+// applies to static keys: a published set never carries shared secrets,
+// and a private key in it is refused rather than used.
+func NormalizeKey(k *jose.JSONWebKey) error {
+	kind, problem := checkKey(k, MinSymmetricKeyBytes)
+	switch {
+	case problem != "":
+		return fmt.Errorf("%w: %s", ErrInvalid, problem)
+	case kind == kindSymmetric:
+		return fmt.Errorf("%w: a symmetric key has no place in a published key set", ErrInvalid)
+	case k.Use != "" && k.Use != "sig":
+		return fmt.Errorf("%w: use is %q, not \"sig\"", ErrInvalid, k.Use)
+	}
+	if k.Algorithm != "" {
+		algKind, known := algKinds[k.Algorithm]
+		switch {
+		case !known:
+			return fmt.Errorf("%w: unknown JWS algorithm %q", ErrInvalid, k.Algorithm)
+		case algKind != kind:
+			return fmt.Errorf("%w: alg %s does not fit this %s key", ErrInvalid, k.Algorithm, kind)
+		}
+	}
+	if k.KeyID == "" {
+		kid, err := Thumbprint(k)
+		if err != nil {
+			return fmt.Errorf("%w: thumbprint: %v", ErrInvalid, err)
+		}
+		k.KeyID = kid
+	}
+	return nil
+}
+
+// CheckRemoteURL reports whether u may be fetched for an issuer's keys or
+// its OpenID Provider metadata: an absolute https URL, or http to a
+// loopback address (for tests and sidecars), with no user information nor
+// fragment. Only URLs configured by an operator are ever fetched; URLs
+// carried by assertions ("jku", "x5u") never are.
+func CheckRemoteURL(u string) error {
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", u, err)
+	}
+	switch {
+	case p.Host == "" || !p.IsAbs():
+		return fmt.Errorf("%q is not an absolute URL", u)
+	case p.User != nil:
+		return fmt.Errorf("%q must not carry user information", u)
+	case p.Fragment != "" || strings.HasSuffix(u, "#"):
+		return fmt.Errorf("%q must not have a fragment", u)
+	case p.Scheme == "https":
+		return nil
+	case p.Scheme == "http" && IsLoopback(p.Hostname()):
+		return nil
+	case p.Scheme == "http":
+		return fmt.Errorf("%q must use https (plain http is allowed for loopback addresses only)", u)
+	}
+	return fmt.Errorf("%q must be an https URL", u)
+}
+
+// IsLoopback reports whether host (without port) names the loopback
+// interface: "localhost" or a loopback IP literal.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"strings"
 	"sync"
@@ -250,9 +251,9 @@ func TestNormalizeTrustRejects(t *testing.T) {
 		wantErr string
 	}{
 		{"no issuer", func(tr *store.Trust) { tr.Issuer = "" }, "issuer: must not be empty"},
-		{"no subject", func(tr *store.Trust) { tr.Subject = "" }, "subject: set a subject, or any_subject"},
-		{"subject and any subject", func(tr *store.Trust) { tr.AnySubject = true }, "subject: must be empty when any_subject is set"},
-		{"no keys", func(tr *store.Trust) { tr.Keys = nil }, "keys: at least one key is required"},
+		{"no subject", func(tr *store.Trust) { tr.Subject = "" }, "subject: set subject, subjects or subject_patterns, or any_subject"},
+		{"subject and any subject", func(tr *store.Trust) { tr.AnySubject = true }, "must be empty when any_subject is set"},
+		{"no keys", func(tr *store.Trust) { tr.Keys = nil }, "keys: give keys, a jwks_uri or oidc_discovery"},
 		{"bad scope", func(tr *store.Trust) { tr.Scopes = []string{"read write"} }, `scopes[0]: "read write" is not a valid scope token`},
 		{"empty scope", func(tr *store.Trust) { tr.Scopes = []string{"read", ""} }, `scopes[1]: "" is not a valid scope token`},
 		{"empty client", func(tr *store.Trust) { tr.Clients = []string{""} }, "clients[0]: must not be empty"},
@@ -317,6 +318,39 @@ func TestNormalizeTrustRejects(t *testing.T) {
 		{"thumbprint kid clashes with explicit kid", func(tr *store.Trust) {
 			tr.Keys = []jose.JSONWebKey{{Key: ecPub}, {Key: &p256b().PublicKey, KeyID: thumb(t, ecPub)}}
 		}, "keys[1]: kid"},
+		{"subjects with any_subject", func(tr *store.Trust) {
+			tr.Subject, tr.Subjects, tr.AnySubject = "", []string{"a"}, true
+		}, "must be empty when any_subject is set"},
+		{"patterns with any_subject", func(tr *store.Trust) {
+			tr.Subject, tr.SubjectPatterns, tr.AnySubject = "", []string{"a:*"}, true
+		}, "must be empty when any_subject is set"},
+		{"empty subject in list", func(tr *store.Trust) { tr.Subjects = []string{"a", ""} }, "subjects[1]: must not be empty"},
+		{"subject listed twice", func(tr *store.Trust) { tr.Subjects = []string{"a", "a"} }, `subjects[1]: "a" is listed twice`},
+		{"subject repeats subject", func(tr *store.Trust) { tr.Subjects = []string{tr.Subject} }, "subjects[0]"},
+		{"pattern without wildcard", func(tr *store.Trust) { tr.SubjectPatterns = []string{"exact"} }, "subject_patterns[0]: \"exact\" has no wildcard"},
+		{"bare wildcard", func(tr *store.Trust) { tr.SubjectPatterns = []string{"**"} }, "set any_subject instead"},
+		{"triple star", func(tr *store.Trust) { tr.SubjectPatterns = []string{"a:***"} }, "ambiguous"},
+		{"long pattern", func(tr *store.Trust) { tr.SubjectPatterns = []string{strings.Repeat("a", 257) + "*"} }, "longer than 256"},
+		{"pattern twice", func(tr *store.Trust) { tr.SubjectPatterns = []string{"a:*", "a:*"} }, "subject_patterns[1]"},
+		{"required registered claim", func(tr *store.Trust) { tr.RequiredClaims = map[string]string{"aud": "x"} }, `required_claims: "aud" is checked by the server itself`},
+		{"required empty claim name", func(tr *store.Trust) { tr.RequiredClaims = map[string]string{"": "x"} }, "required_claims: a claim name must not be empty"},
+		{"too many required claims", func(tr *store.Trust) {
+			tr.RequiredClaims = map[string]string{}
+			for i := range 33 {
+				tr.RequiredClaims[fmt.Sprint("c", i)] = "v"
+			}
+		}, "required_claims: at most 32"},
+		{"keys and jwks_uri", func(tr *store.Trust) { tr.JWKSURI = "https://issuer.example/jwks" }, "give only one of keys, jwks_uri and oidc_discovery"},
+		{"jwks_uri over http", func(tr *store.Trust) { tr.Keys, tr.JWKSURI = nil, "http://issuer.example/jwks" }, "jwks_uri: \"http://issuer.example/jwks\" must use https"},
+		{"jwks_uri relative", func(tr *store.Trust) { tr.Keys, tr.JWKSURI = nil, "/jwks" }, "not an absolute URL"},
+		{"jwks_uri with user", func(tr *store.Trust) { tr.Keys, tr.JWKSURI = nil, "https://u:p@issuer.example/jwks" }, "user information"},
+		{"discovery with non-URL issuer", func(tr *store.Trust) { tr.Keys, tr.OIDCDiscovery, tr.Issuer = nil, true, "acme-partner" }, "oidc_discovery: the issuer must be a URL"},
+		{"remote keys with HS256", func(tr *store.Trust) {
+			tr.Keys, tr.JWKSURI, tr.Algorithms = nil, "https://issuer.example/jwks", []string{"HS256"}
+		}, "HS* algorithms need static shared keys"},
+		{"max lifetime too long", func(tr *store.Trust) { tr.MaxAssertionLifetime = store.Duration(25 * time.Hour) }, "max_assertion_lifetime: must be between 1s and 24h0m0s"},
+		{"token lifetime negative", func(tr *store.Trust) { tr.AccessTokenLifetime = store.Duration(-time.Second) }, "access_token_lifetime: must be between"},
+		{"token lifetime under a second", func(tr *store.Trust) { tr.AccessTokenLifetime = store.Duration(time.Millisecond) }, "access_token_lifetime: must be between"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/ory/fosite"
@@ -66,29 +67,51 @@ func New() *Store {
 // and with a kid. Its slices are shared with every caller and have len ==
 // cap, so that a caller's append cannot write into them.
 type keyList struct {
-	all   []store.TrustedKey
+	all []store.TrustedKey
+	// byKID holds, for each kid, the keys with that KeyID and the remote
+	// entries, in the order of all.
 	byKID map[string][]store.TrustedKey
+	// remote holds the entries of relationships with remote keys alone:
+	// the answer for a kid no static key has.
+	remote []store.TrustedKey
+}
+
+func (l *keyList) get(kid string) []store.TrustedKey {
+	if kid == "" {
+		return l.all
+	}
+	if keys, ok := l.byKID[kid]; ok {
+		return keys
+	}
+	return l.remote
 }
 
 // issuerKeys indexes the relationships of one issuer and their keys.
 type issuerKeys struct {
-	// named holds the relationships naming each subject, anySubject those
+	// named holds the relationships naming each exact subject (Subject or
+	// Subjects), patterned those with subject patterns, anySubject those
 	// accepting every subject, by ID.
 	named      map[string]map[string]*store.Trust
+	patterned  map[string]*store.Trust
 	anySubject map[string]*store.Trust
 
-	// subjects holds, for each subject named by a relationship, that
-	// subject's keys followed by the keys of any-subject relationships.
+	// subjects holds, for each exactly named subject, that subject's keys
+	// followed by the keys of any-subject relationships.
 	subjects map[string]*keyList
 	// any holds the keys of any-subject relationships alone, for subjects
 	// no relationship names.
 	any *keyList
+	// patterns lists the patterned relationships by ID: the only part of
+	// a lookup that is a scan, over this issuer's patterns alone.
+	patterns []*store.Trust
 }
 
-// TrustedKeys implements store.KeyResolver with two map lookups: the cost
-// does not depend on the number of relationships and nothing is allocated.
-// Keys of relationships naming the subject come first, then those of
-// any-subject relationships, each group ordered by relationship ID.
+// TrustedKeys implements store.KeyResolver with two map lookups, and a
+// scan of the issuer's subject patterns when it has any: the cost does
+// not depend on the number of relationships, and nothing is allocated
+// unless a pattern matches. Keys of relationships naming the subject come
+// first, then those whose patterns match it, then those of any-subject
+// relationships, each group ordered by relationship ID.
 func (s *Store) TrustedKeys(_ context.Context, issuer, subject, kid string) ([]store.TrustedKey, error) {
 	s.trustMu.RLock()
 	defer s.trustMu.RUnlock()
@@ -101,10 +124,31 @@ func (s *Store) TrustedKeys(_ context.Context, issuer, subject, kid string) ([]s
 	if !ok {
 		list = idx.any
 	}
-	if kid == "" {
-		return list.all, nil
+	var matched []*store.Trust
+	for _, t := range idx.patterns {
+		if _, named := idx.named[subject][t.ID]; !named && t.AllowsSubject(subject) {
+			matched = append(matched, t)
+		}
 	}
-	return list.byKID[kid], nil
+	if len(matched) == 0 {
+		return list.get(kid), nil
+	}
+	// A pattern matched: assemble the answer in specificity order.
+	order := append(sortedTrusts(idx.named[subject]), matched...)
+	order = append(order, sortedTrusts(idx.anySubject)...)
+	var keys []store.TrustedKey
+	for _, t := range order {
+		if t.Remote() {
+			keys = append(keys, store.TrustedKey{Trust: t})
+			continue
+		}
+		for i := range t.Keys {
+			if kid == "" || t.Keys[i].KeyID == kid {
+				keys = append(keys, store.TrustedKey{Key: &t.Keys[i], Trust: t})
+			}
+		}
+	}
+	return keys, nil
 }
 
 // CreateTrust implements store.TrustStore.
@@ -123,8 +167,7 @@ func (s *Store) CreateTrust(_ context.Context, t store.Trust) (*store.Trust, err
 		return nil, fmt.Errorf("memory: trust %q: %w", t.ID, store.ErrAlreadyExists)
 	}
 	stored := &t
-	s.trusts[t.ID] = stored
-	s.index(stored).reindex(stored)
+	s.put(nil, stored)
 	return stored, nil
 }
 
@@ -148,22 +191,58 @@ func (s *Store) UpdateTrust(_ context.Context, t store.Trust) (*store.Trust, err
 		return nil, fmt.Errorf("memory: trust %q: %w", t.ID, store.ErrNotFound)
 	}
 	stored := &t
-	s.trusts[t.ID] = stored
-
-	// The old *Trust is left untouched: callers may still hold it.
-	oldIdx := s.unindex(old)
-	newIdx := s.index(stored)
-	if oldIdx != nil {
-		oldIdx.reindex(old)
-	}
-	// Reindexing an any-subject relationship rebuilt every list of its
-	// issuer, and reindexing a subject rebuilt that subject's list, the
-	// new version's included.
-	covered := oldIdx == newIdx && (old.AnySubject || !stored.AnySubject && stored.Subject == old.Subject)
-	if !covered {
-		newIdx.reindex(stored)
-	}
+	s.put(old, stored)
 	return stored, nil
+}
+
+// SyncTrust implements store.TrustStore: every relationship is validated
+// first, and the whole change is applied under one write lock, so a
+// concurrent TrustedKeys sees the old set or the new one.
+func (s *Store) SyncTrust(_ context.Context, prefix string, ts []store.Trust) error {
+	next, err := store.PrepareSync(prefix, ts)
+	if err != nil {
+		return err
+	}
+
+	s.trustMu.Lock()
+	defer s.trustMu.Unlock()
+
+	for id, old := range s.trusts {
+		if strings.HasPrefix(id, prefix) {
+			if _, kept := next[id]; !kept {
+				s.put(old, nil)
+			}
+		}
+	}
+	for id, t := range next {
+		s.put(s.trusts[id], t)
+	}
+	return nil
+}
+
+// put replaces old (nil: none) with t (nil: none) in s.trusts and in the
+// index, and rebuilds the key lists either version touches. The old
+// *Trust itself is left untouched: callers may still hold it. The caller
+// holds trustMu for writing.
+func (s *Store) put(old, t *store.Trust) {
+	if old != nil {
+		delete(s.trusts, old.ID)
+		if idx := s.unindex(old); idx != nil {
+			idx.reindex(old)
+		}
+	}
+	if t != nil {
+		s.trusts[t.ID] = t
+		s.index(t).reindex(t)
+	}
+}
+
+// exactSubjects lists the subjects t names exactly.
+func exactSubjects(t *store.Trust) []string {
+	if t.Subject == "" {
+		return t.Subjects
+	}
+	return append([]string{t.Subject}, t.Subjects...)
 }
 
 // index adds t to the relationships of its issuer, creating that issuer's
@@ -174,6 +253,7 @@ func (s *Store) index(t *store.Trust) *issuerKeys {
 	if idx == nil {
 		idx = &issuerKeys{
 			named:      make(map[string]map[string]*store.Trust),
+			patterned:  make(map[string]*store.Trust),
 			anySubject: make(map[string]*store.Trust),
 			subjects:   make(map[string]*keyList),
 			any:        newKeyList(nil),
@@ -182,13 +262,17 @@ func (s *Store) index(t *store.Trust) *issuerKeys {
 	}
 	if t.AnySubject {
 		idx.anySubject[t.ID] = t
-	} else {
-		group := idx.named[t.Subject]
+	}
+	for _, sub := range exactSubjects(t) {
+		group := idx.named[sub]
 		if group == nil {
 			group = make(map[string]*store.Trust)
-			idx.named[t.Subject] = group
+			idx.named[sub] = group
 		}
 		group[t.ID] = t
+	}
+	if len(t.SubjectPatterns) > 0 {
+		idx.patterned[t.ID] = t
 	}
 	return idx
 }
@@ -199,15 +283,15 @@ func (s *Store) index(t *store.Trust) *issuerKeys {
 // writing.
 func (s *Store) unindex(t *store.Trust) *issuerKeys {
 	idx := s.keys[t.Issuer]
-	if t.AnySubject {
-		delete(idx.anySubject, t.ID)
-	} else {
-		delete(idx.named[t.Subject], t.ID)
-		if len(idx.named[t.Subject]) == 0 {
-			delete(idx.named, t.Subject)
+	delete(idx.anySubject, t.ID)
+	delete(idx.patterned, t.ID)
+	for _, sub := range exactSubjects(t) {
+		delete(idx.named[sub], t.ID)
+		if len(idx.named[sub]) == 0 {
+			delete(idx.named, sub)
 		}
 	}
-	if len(idx.named) == 0 && len(idx.anySubject) == 0 {
+	if len(idx.named) == 0 && len(idx.anySubject) == 0 && len(idx.patterned) == 0 {
 		delete(s.keys, t.Issuer)
 		return nil
 	}
@@ -249,61 +333,80 @@ func (s *Store) DeleteTrust(_ context.Context, id string) error {
 	if !ok {
 		return fmt.Errorf("memory: trust %q: %w", id, store.ErrNotFound)
 	}
-	delete(s.trusts, id)
-	if idx := s.unindex(t); idx != nil {
-		idx.reindex(t)
-	}
+	s.put(t, nil)
 	return nil
 }
 
-// reindex rebuilds the key lists that changed with t: those of t's
-// subject, or, when t accepts any subject, the any-subject list and every
-// subject's list (which ends with it). A write thus costs the size of what
-// it affects, not of the whole issuer. The caller holds trustMu for
-// writing.
+// reindex rebuilds the key lists that changed with t: those of t's exact
+// subjects, or, when t accepts any subject, the any-subject list and every
+// subject's list (which ends with it); and the pattern list when t has
+// patterns. A write thus costs the size of what it affects, not of the
+// whole issuer. The caller holds trustMu for writing.
 func (idx *issuerKeys) reindex(t *store.Trust) {
-	anyKeys := trustedKeys(idx.anySubject)
+	if len(t.SubjectPatterns) > 0 {
+		idx.patterns = sortedTrusts(idx.patterned)
+	}
+	anyTrusts := sortedTrusts(idx.anySubject)
 	if t.AnySubject {
-		idx.any = newKeyList(anyKeys)
+		idx.any = newKeyList(anyTrusts)
 		for subject, group := range idx.named {
-			idx.subjects[subject] = newKeyList(append(trustedKeys(group), anyKeys...))
+			idx.subjects[subject] = newKeyList(append(sortedTrusts(group), anyTrusts...))
 		}
 		return
 	}
-	group, ok := idx.named[t.Subject]
-	if !ok {
-		delete(idx.subjects, t.Subject)
-		return
+	for _, sub := range exactSubjects(t) {
+		group, ok := idx.named[sub]
+		if !ok {
+			delete(idx.subjects, sub)
+			continue
+		}
+		idx.subjects[sub] = newKeyList(append(sortedTrusts(group), anyTrusts...))
 	}
-	idx.subjects[t.Subject] = newKeyList(append(trustedKeys(group), anyKeys...))
 }
 
-// trustedKeys lists the keys of the relationships in group, by
-// relationship ID and then in each relationship's order.
-func trustedKeys(group map[string]*store.Trust) []store.TrustedKey {
-	ids := make([]string, 0, len(group))
-	for id := range group {
-		ids = append(ids, id)
+// sortedTrusts lists the relationships in group by ID.
+func sortedTrusts(group map[string]*store.Trust) []*store.Trust {
+	list := make([]*store.Trust, 0, len(group))
+	for _, t := range group {
+		list = append(list, t)
 	}
-	slices.Sort(ids)
-	var keys []store.TrustedKey
-	for _, id := range ids {
-		t := group[id]
+	slices.SortFunc(list, func(a, b *store.Trust) int { return cmp.Compare(a.ID, b.ID) })
+	return list
+}
+
+// newKeyList lists the keys of trusts, in order and then in each
+// relationship's order; a relationship with remote keys gives one entry
+// with a nil Key, which every kid lookup includes.
+func newKeyList(trusts []*store.Trust) *keyList {
+	l := &keyList{byKID: make(map[string][]store.TrustedKey)}
+	for _, t := range trusts {
+		if t.Remote() {
+			l.all = append(l.all, store.TrustedKey{Trust: t})
+			l.remote = append(l.remote, store.TrustedKey{Trust: t})
+			continue
+		}
 		for i := range t.Keys {
-			keys = append(keys, store.TrustedKey{Key: &t.Keys[i], Trust: t})
+			k := store.TrustedKey{Key: &t.Keys[i], Trust: t}
+			l.all = append(l.all, k)
+			l.byKID[k.Key.KeyID] = append(l.byKID[k.Key.KeyID], k)
 		}
 	}
-	return keys
-}
-
-func newKeyList(keys []store.TrustedKey) *keyList {
-	l := &keyList{all: slices.Clip(keys), byKID: make(map[string][]store.TrustedKey)}
-	for _, k := range keys {
-		l.byKID[k.Key.KeyID] = append(l.byKID[k.Key.KeyID], k)
+	if len(l.remote) > 0 {
+		// Every kid list also holds the remote entries, in order.
+		for kid := range l.byKID {
+			var keys []store.TrustedKey
+			for _, k := range l.all {
+				if k.Key == nil || k.Key.KeyID == kid {
+					keys = append(keys, k)
+				}
+			}
+			l.byKID[kid] = keys
+		}
 	}
-	for kid, ks := range l.byKID {
-		l.byKID[kid] = slices.Clip(ks)
+	for kid, keys := range l.byKID {
+		l.byKID[kid] = slices.Clip(keys)
 	}
+	l.all, l.remote = slices.Clip(l.all), slices.Clip(l.remote)
 	return l
 }
 

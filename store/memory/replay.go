@@ -187,6 +187,11 @@ func (s *Store) ClaimJTI(_ context.Context, issuer, jti string, until time.Time)
 	return s.jtis.claim(key, unixNano(until), time.Now().UnixNano()), nil
 }
 
+// JTIUsed implements store.ReplayInspector.
+func (s *Store) JTIUsed(_ context.Context, issuer, jti string) (bool, error) {
+	return s.jtis.known(hashKey(nsAssertion, issuer, jti), time.Now().UnixNano()), nil
+}
+
 // ClientAssertionJWTValid implements fosite.ClientManager. It returns
 // fosite.ErrJTIKnown when the client-assertion jti is known and unexpired.
 func (s *Store) ClientAssertionJWTValid(_ context.Context, jti string) error {

@@ -68,6 +68,15 @@ func (s *Store) ClaimJTI(ctx context.Context, issuer, jti string, until time.Tim
 	return s.claim(ctx, "claim jti", s.keys.jti(issuer, jti), until)
 }
 
+// JTIUsed implements store.ReplayInspector with one EXISTS.
+func (s *Store) JTIUsed(ctx context.Context, issuer, jti string) (bool, error) {
+	n, err := s.client.Exists(ctx, s.keys.jti(issuer, jti)).Result()
+	if err != nil {
+		return false, unavailable("check jti", err)
+	}
+	return n > 0, nil
+}
+
 // ClientAssertionJWTValid implements fosite.ClientManager with one EXISTS.
 // It returns fosite.ErrJTIKnown when the client-assertion jti is known and
 // unexpired.

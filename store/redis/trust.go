@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -65,6 +66,38 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return {0, -1}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])` + bumpVersion)
+
+	// syncTrustScript makes the fields starting with ARGV[1] be exactly
+	// the (id, record) pairs that follow, in one step, bumping the version
+	// only when something changed.
+	syncTrustScript = goredis.NewScript(`
+local prefix = ARGV[1]
+local want = {}
+for i = 2, #ARGV, 2 do
+  want[ARGV[i]] = ARGV[i + 1]
+end
+local changed = false
+local all = redis.call('HGETALL', KEYS[1])
+local have = {}
+for i = 1, #all, 2 do
+  local id = all[i]
+  if string.sub(id, 1, #prefix) == prefix then
+    have[id] = all[i + 1]
+    if want[id] == nil then
+      redis.call('HDEL', KEYS[1], id)
+      changed = true
+    end
+  end
+end
+for id, raw in pairs(want) do
+  if have[id] ~= raw then
+    redis.call('HSET', KEYS[1], id, raw)
+    changed = true
+  end
+end
+if not changed then
+  return {0, -1}
+end` + bumpVersion)
 
 	deleteTrustScript = goredis.NewScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
@@ -188,6 +221,38 @@ func (s *Store) applyUpdate(ctx context.Context, v versions, t store.Trust) *sto
 		}
 	})
 	return stored
+}
+
+// SyncTrust implements store.TrustStore with one script: the whole set
+// changes in one step in Redis, and every instance, which reloads all
+// relationships together on a version change, sees the old set or the new
+// one. Applying the same set again changes nothing and bumps no version.
+func (s *Store) SyncTrust(ctx context.Context, prefix string, ts []store.Trust) error {
+	next, err := store.PrepareSync(prefix, ts)
+	if err != nil {
+		return err
+	}
+	args := []any{prefix}
+	for _, id := range slices.Sorted(maps.Keys(next)) {
+		raw, err := json.Marshal(next[id])
+		if err != nil {
+			return fmt.Errorf("redis: trust %q: %w", id, err)
+		}
+		args = append(args, id, raw)
+	}
+	v, err := s.runTrustScript(ctx, syncTrustScript, args...)
+	if err != nil {
+		return unavailable("sync trust", err)
+	}
+	if v.cur < 0 {
+		return nil
+	}
+	s.applyLocal(v, func(cache *memory.Store) {
+		// The same relationships, validated once more: cannot fail.
+		_ = cache.SyncTrust(context.WithoutCancel(ctx), prefix, ts)
+	})
+	s.publish(ctx, v.cur)
+	return nil
 }
 
 // GetTrust implements store.TrustStore with one HGET: it reads Redis, not

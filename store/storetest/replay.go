@@ -11,6 +11,8 @@ import (
 	"github.com/ory/fosite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/jwtbearer/jwtbearer/store"
 )
 
 func claim(t *testing.T, s Store, issuer, jti string, until time.Time) bool {
@@ -158,4 +160,25 @@ func testConcurrentClientAssertionSameJTI(t *testing.T, s Store) {
 	})
 	assert.Zero(t, others.Load(), "the losers get fosite.ErrJTIKnown")
 	assert.Equal(t, int32(1), accepted.Load(), "exactly one request may use a client-assertion jti")
+}
+
+func testReplayInspector(t *testing.T, s Store) {
+	insp, ok := s.(store.ReplayInspector)
+	if !ok {
+		t.Skip("the store does not implement store.ReplayInspector")
+	}
+	ctx := t.Context()
+	used, err := insp.JTIUsed(ctx, "https://issuer.example", "j1")
+	require.NoError(t, err)
+	assert.False(t, used)
+	used, err = insp.JTIUsed(ctx, "https://issuer.example", "j1")
+	require.NoError(t, err)
+	assert.False(t, used, "looking does not claim")
+	require.True(t, claim(t, s, "https://issuer.example", "j1", time.Now().Add(time.Minute)))
+	used, err = insp.JTIUsed(ctx, "https://issuer.example", "j1")
+	require.NoError(t, err)
+	assert.True(t, used)
+	used, err = insp.JTIUsed(ctx, "https://other.example", "j1")
+	require.NoError(t, err)
+	assert.False(t, used, "jtis are per issuer")
 }
