@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/ory/fosite"
 
+	"github.com/jwtbearer/jwtbearer/handler"
 	"github.com/jwtbearer/jwtbearer/store"
 )
 
@@ -38,6 +39,7 @@ const (
 	problemInvalidTrust = "urn:jwtbearer:admin:invalid-trust"
 	problemKIDConflict  = "urn:jwtbearer:admin:kid-conflict"
 	problemIDTaken      = "urn:jwtbearer:admin:id-taken"
+	problemConfigOwned  = "urn:jwtbearer:admin:managed-by-config"
 )
 
 // AdminHandler returns the trust-management API, or nil when it is off
@@ -52,6 +54,13 @@ const (
 //	GET    /admin/trust/{id}   read
 //	PUT    /admin/trust/{id}   replace
 //	DELETE /admin/trust/{id}   delete (204)
+//	POST   /admin/trust/check  dry run of an assertion: which relationship
+//	                           matches and why it would be refused; the jti
+//	                           is not consumed
+//
+// Relationships from the configuration (IDs beginning with
+// ConfigTrustPrefix) are read-only here: the file is their source, and a
+// reload would undo a change made through the API.
 //
 // Bodies are JSON with the store.Trust fields; each entry of "keys" is a
 // public JWK or {"pem": "..."}. Errors are RFC 9457 (RFC 7807) problem
@@ -66,6 +75,10 @@ func (s *Server) AdminHandler() http.Handler {
 
 func (s *Server) adminRoutes() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
+	settings := s.cfg.Settings()
+	settings.RemoteKeys = s.remote
+	checker := &handler.Handler{Keys: s.store, Replay: s.store, Config: s.fosite, Settings: settings}
+	r.HandleFunc("/admin/trust/check", func(w http.ResponseWriter, r *http.Request) { s.adminCheck(w, r, checker) }).Methods(http.MethodPost)
 	r.HandleFunc("/admin/trust", s.adminCreate).Methods(http.MethodPost)
 	r.HandleFunc("/admin/trust", s.adminList).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/admin/trust/{id}", s.adminGet).Methods(http.MethodGet, http.MethodHead)
@@ -196,16 +209,23 @@ func messages(err error) []string {
 
 // trustJSON is the wire form of store.Trust.
 type trustJSON struct {
-	ID         string            `json:"id"`
-	Issuer     string            `json:"issuer"`
-	Subject    string            `json:"subject,omitempty"`
-	AnySubject bool              `json:"any_subject,omitempty"`
-	Scopes     []string          `json:"scopes,omitempty"`
-	Algorithms []string          `json:"algorithms,omitempty"`
-	Clients    []string          `json:"clients,omitempty"`
-	RequireJTI *bool             `json:"require_jti,omitempty"`
-	ExpiresAt  *time.Time        `json:"expires_at,omitempty"`
-	Keys       []json.RawMessage `json:"keys"`
+	ID                   string            `json:"id"`
+	Issuer               string            `json:"issuer"`
+	Subject              string            `json:"subject,omitempty"`
+	Subjects             []string          `json:"subjects,omitempty"`
+	SubjectPatterns      []string          `json:"subject_patterns,omitempty"`
+	AnySubject           bool              `json:"any_subject,omitempty"`
+	RequiredClaims       map[string]string `json:"required_claims,omitempty"`
+	Scopes               []string          `json:"scopes,omitempty"`
+	Algorithms           []string          `json:"algorithms,omitempty"`
+	Clients              []string          `json:"clients,omitempty"`
+	RequireJTI           *bool             `json:"require_jti,omitempty"`
+	MaxAssertionLifetime store.Duration    `json:"max_assertion_lifetime,omitempty"`
+	AccessTokenLifetime  store.Duration    `json:"access_token_lifetime,omitempty"`
+	ExpiresAt            *time.Time        `json:"expires_at,omitempty"`
+	Keys                 []json.RawMessage `json:"keys"`
+	JWKSURI              string            `json:"jwks_uri,omitempty"`
+	OIDCDiscovery        bool              `json:"oidc_discovery,omitempty"`
 }
 
 // toJSON renders t for a response. Public keys are rendered as JWKs (they
@@ -215,9 +235,12 @@ type trustJSON struct {
 // again.
 func toJSON(t *store.Trust) (trustJSON, error) {
 	out := trustJSON{
-		ID: t.ID, Issuer: t.Issuer, Subject: t.Subject, AnySubject: t.AnySubject,
+		ID: t.ID, Issuer: t.Issuer, Subject: t.Subject, Subjects: t.Subjects, SubjectPatterns: t.SubjectPatterns,
+		AnySubject: t.AnySubject, RequiredClaims: t.RequiredClaims,
 		Scopes: t.Scopes, Algorithms: t.Algorithms, Clients: t.Clients, RequireJTI: t.RequireJTI,
-		Keys: make([]json.RawMessage, 0, len(t.Keys)),
+		MaxAssertionLifetime: t.MaxAssertionLifetime, AccessTokenLifetime: t.AccessTokenLifetime,
+		Keys:    make([]json.RawMessage, 0, len(t.Keys)),
+		JWKSURI: t.JWKSURI, OIDCDiscovery: t.OIDCDiscovery,
 	}
 	if !t.ExpiresAt.IsZero() {
 		at := t.ExpiresAt
@@ -251,20 +274,20 @@ func toJSON(t *store.Trust) (trustJSON, error) {
 	return out, nil
 }
 
-// decodeTrust reads a request body into a store.Trust. It answers the
-// request itself and returns false when the body cannot be decoded; key
-// and validation problems are returned as messages instead, all of them.
-func decodeTrust(w http.ResponseWriter, r *http.Request) (store.Trust, []string, bool) {
+// decodeBody reads a request body of one JSON object into v, refusing
+// unknown fields and trailing data. It answers the request itself and
+// returns false when the body cannot be decoded; what names the expected
+// content in the error.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, what string) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			writeProblem(w, problem{Status: http.StatusUnsupportedMediaType, Detail: "The request body must be application/json."})
-			return store.Trust{}, nil, false
+			return false
 		}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, adminMaxBody))
 	dec.DisallowUnknownFields()
-	var in trustJSON
-	err := dec.Decode(&in)
+	err := dec.Decode(v)
 	if err == nil && dec.More() {
 		err = errors.New("unexpected data after the JSON object")
 	} else if err == nil {
@@ -272,24 +295,38 @@ func decodeTrust(w http.ResponseWriter, r *http.Request) (store.Trust, []string,
 			err = errors.New("unexpected data after the JSON object")
 		}
 	}
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeProblem(w, problem{Status: http.StatusRequestEntityTooLarge,
-				Detail: fmt.Sprintf("The request body is larger than the %d bytes this API accepts.", adminMaxBody)})
-			return store.Trust{}, nil, false
-		}
-		detail := "The request body is not a JSON trust relationship: " + err.Error()
-		if errors.Is(err, io.EOF) {
-			detail = "The request body is empty."
-		}
-		writeProblem(w, problem{Status: http.StatusBadRequest, Detail: detail})
+	if err == nil {
+		return true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeProblem(w, problem{Status: http.StatusRequestEntityTooLarge,
+			Detail: fmt.Sprintf("The request body is larger than the %d bytes this API accepts.", adminMaxBody)})
+		return false
+	}
+	detail := "The request body is not " + what + ": " + err.Error()
+	if errors.Is(err, io.EOF) {
+		detail = "The request body is empty."
+	}
+	writeProblem(w, problem{Status: http.StatusBadRequest, Detail: detail})
+	return false
+}
+
+// decodeTrust reads a request body into a store.Trust. It answers the
+// request itself and returns false when the body cannot be decoded; key
+// and validation problems are returned as messages instead, all of them.
+func decodeTrust(w http.ResponseWriter, r *http.Request) (store.Trust, []string, bool) {
+	var in trustJSON
+	if !decodeBody(w, r, &in, "a JSON trust relationship") {
 		return store.Trust{}, nil, false
 	}
 
 	t := store.Trust{
-		ID: in.ID, Issuer: in.Issuer, Subject: in.Subject, AnySubject: in.AnySubject,
+		ID: in.ID, Issuer: in.Issuer, Subject: in.Subject, Subjects: in.Subjects, SubjectPatterns: in.SubjectPatterns,
+		AnySubject: in.AnySubject, RequiredClaims: in.RequiredClaims,
 		Scopes: in.Scopes, Algorithms: in.Algorithms, Clients: in.Clients, RequireJTI: in.RequireJTI,
+		MaxAssertionLifetime: in.MaxAssertionLifetime, AccessTokenLifetime: in.AccessTokenLifetime,
+		JWKSURI: in.JWKSURI, OIDCDiscovery: in.OIDCDiscovery,
 	}
 	if in.ExpiresAt != nil {
 		t.ExpiresAt = *in.ExpiresAt
@@ -439,6 +476,8 @@ func (s *Server) prepare(w http.ResponseWriter, r *http.Request, pathID string) 
 			problems = append(problems, fmt.Sprintf("id: %q differs from the id in the path; omit it or give the same", truncate(t.ID)))
 		}
 		t.ID = pathID
+	} else if strings.HasPrefix(t.ID, ConfigTrustPrefix) {
+		problems = append(problems, fmt.Sprintf("id: the prefix %q is reserved for relationships from the configuration file", ConfigTrustPrefix))
 	}
 	unknown, conflicts, err := s.checkRefs(r.Context(), &t)
 	if err != nil {
@@ -499,6 +538,9 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
 		return
 	}
+	if configOwned(w, id) {
+		return
+	}
 	t, ok := s.prepare(w, r, id)
 	if !ok {
 		return
@@ -532,6 +574,9 @@ func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
 		return
 	}
+	if configOwned(w, id) {
+		return
+	}
 	// Read first, for the log line's issuer.
 	t, err := s.store.GetTrust(r.Context(), id)
 	if err == nil {
@@ -544,6 +589,70 @@ func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
 	s.logChange(r.Context(), "delete", t)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// configOwned answers 409 for a change to a relationship that comes from
+// the configuration, and reports whether it did.
+func configOwned(w http.ResponseWriter, id string) bool {
+	if !strings.HasPrefix(id, ConfigTrustPrefix) {
+		return false
+	}
+	writeProblem(w, problem{Type: problemConfigOwned, Title: "Managed by the configuration file", Status: http.StatusConflict,
+		Detail: "This trust relationship comes from the configuration file (trust or trust_file); change it there and reload (SIGHUP)."})
+	return true
+}
+
+// checkRequest is the body of POST /admin/trust/check.
+type checkRequest struct {
+	Assertion string  `json:"assertion"`
+	Scope     *string `json:"scope,omitempty"`
+	ClientID  string  `json:"client_id,omitempty"`
+}
+
+// checkResponse is its answer: handler.CheckResult with the verdict
+// spelled out. Reason is the precise cause of a refusal, which the token
+// endpoint only logs: this API is for operators.
+type checkResponse struct {
+	WouldIssue bool `json:"would_issue"`
+	*handler.CheckResult
+	Error            string `json:"error,omitempty"`
+	ErrorDescription string `json:"error_description,omitempty"`
+	Reason           string `json:"reason,omitempty"`
+}
+
+// adminCheck evaluates an assertion as the token endpoint would, without
+// consuming its jti or issuing anything.
+func (s *Server) adminCheck(w http.ResponseWriter, r *http.Request, h *handler.Handler) {
+	var in checkRequest
+	if !decodeBody(w, r, &in, `a JSON object {"assertion": "...", "scope": "...", "client_id": "..."}`) {
+		return
+	}
+	if in.Assertion == "" {
+		writeProblem(w, problem{Status: http.StatusBadRequest, Detail: "assertion: required"})
+		return
+	}
+	req := handler.CheckRequest{Assertion: in.Assertion, ClientID: in.ClientID}
+	if in.Scope != nil {
+		req.ScopeSent = true
+		req.Scope = fosite.RemoveEmpty(strings.Split(*in.Scope, " "))
+	}
+	res := h.Check(r.Context(), req)
+	out := checkResponse{WouldIssue: res.Err == nil, CheckResult: res}
+	if res.Err != nil {
+		switch res.Err.ErrorField {
+		case fosite.ErrTemporarilyUnavailable.ErrorField:
+			s.storeProblem(w, r, fmt.Errorf("%w: %s", store.ErrUnavailable, res.Err.DebugField))
+			return
+		case fosite.ErrServerError.ErrorField:
+			s.storeProblem(w, r, fmt.Errorf("check: %s", res.Err.DebugField))
+			return
+		}
+		out.Error, out.ErrorDescription, out.Reason = res.Err.ErrorField, res.Err.GetDescription(), res.Err.DebugField
+		if out.Reason == "" {
+			out.Reason = res.Err.HintField
+		}
+	}
+	writeAdminJSON(w, http.StatusOK, out)
 }
 
 // trustPage is a page of GET /admin/trust. NextPageToken is empty on the

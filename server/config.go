@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,27 +49,72 @@ type Config struct {
 	Store StoreConfig `yaml:"store"`
 	// JWTBearer is the jwt-bearer grant's policy.
 	JWTBearer JWTBearerConfig `yaml:"jwt_bearer"`
-	// Trust lists the trust relationships loaded at start.
+	// Trust lists trust relationships. With those of TrustFile they are
+	// the configured set: applied to the store as a whole at start (see
+	// Server.load), and again by every Server.Reload.
 	Trust []TrustConfig `yaml:"trust"`
+	// TrustFile names a YAML file whose top level is a list of trust
+	// relationships written as Trust's entries are (an unknown field is an
+	// error); they join Trust's. A relative path is read from the
+	// configuration file's folder, and relative key file paths inside it
+	// from the trust file's own folder. An empty file is an error: write
+	// [] for no relationships, so that a file caught while being
+	// truncated and rewritten in place does not delete them all.
+	TrustFile string `yaml:"trust_file"`
+	// TrustReload makes the server watch the configuration and trust files
+	// and reload the trust relationships when they change (Server.Watch).
+	// SIGHUP reloads them whether it is on or not.
+	TrustReload TrustReloadConfig `yaml:"trust_reload"`
+	// RemoteKeys bounds the fetching of issuers' published key sets.
+	RemoteKeys RemoteKeysConfig `yaml:"remote_keys"`
 	// Clients lists the OAuth 2.0 clients loaded at start.
 	Clients []ClientConfig `yaml:"clients"`
 	// Admin enables the trust-management API on a listener of its own.
 	Admin AdminConfig `yaml:"admin"`
 
+	// path is the file LoadConfig read; empty for ParseConfig.
+	path string
 	// dir is the folder relative key file paths are read from.
 	dir string
+	// trustFilePath is TrustFile resolved against dir.
+	trustFilePath string
+	// fileTrust are the relationships read from TrustFile.
+	fileTrust []TrustConfig
+	// sources maps the configuration file and the trust file to the
+	// SHA-256 of the content parsed. Server.load and Server.Reload add the
+	// key files they read to a copy (a Config shared by several servers is
+	// only read), for Server.Watch to compare with the files' contents.
+	sources fileHashes
 	// issuerDefaulted records that Issuer was derived from Listen.
 	issuerDefaulted bool
+	// listenOverride is the address SetListen set, which a reload applies
+	// to the configuration it reads again.
+	listenOverride string
+}
+
+// TrustReloadConfig configures the watching of the trust relationships'
+// files. SIGHUP reloads them in any case.
+type TrustReloadConfig struct {
+	// Watch polls the configuration file, the trust file and the key files
+	// they name every Interval, and reloads when their content changes.
+	Watch bool `yaml:"watch"`
+	// Interval is the polling period (default 2s, from 100ms to 1h).
+	Interval time.Duration `yaml:"interval"`
 }
 
 // SetListen changes the listen address, and the issuer with it when the
 // issuer was derived from the address, then validates the result.
 func (c *Config) SetListen(addr string) error {
+	c.applyListen(addr)
+	return c.Validate()
+}
+
+func (c *Config) applyListen(addr string) {
 	c.Listen = addr
+	c.listenOverride = addr
 	if c.issuerDefaulted {
 		c.Issuer = "http://" + addr
 	}
-	return c.Validate()
 }
 
 // StoreConfig selects the storage backend: "memory" (the default, one
@@ -94,16 +140,36 @@ type JWTBearerConfig struct {
 
 // TrustConfig is one trust relationship; see store.Trust.
 type TrustConfig struct {
-	ID         string      `yaml:"id"`
-	Issuer     string      `yaml:"issuer"`
-	Subject    string      `yaml:"subject"`
-	AnySubject bool        `yaml:"any_subject"`
-	Scopes     []string    `yaml:"scopes"`
-	Algorithms []string    `yaml:"algorithms"`
-	Clients    []string    `yaml:"clients"`
-	RequireJTI *bool       `yaml:"require_jti"`
-	ExpiresAt  *time.Time  `yaml:"expires_at"`
-	Keys       []KeyConfig `yaml:"keys"`
+	ID                   string            `yaml:"id"`
+	Issuer               string            `yaml:"issuer"`
+	Subject              string            `yaml:"subject"`
+	Subjects             []string          `yaml:"subjects"`
+	SubjectPatterns      []string          `yaml:"subject_patterns"`
+	AnySubject           bool              `yaml:"any_subject"`
+	RequiredClaims       map[string]string `yaml:"required_claims"`
+	Scopes               []string          `yaml:"scopes"`
+	Algorithms           []string          `yaml:"algorithms"`
+	Clients              []string          `yaml:"clients"`
+	RequireJTI           *bool             `yaml:"require_jti"`
+	MaxAssertionLifetime time.Duration     `yaml:"max_assertion_lifetime"`
+	AccessTokenLifetime  time.Duration     `yaml:"access_token_lifetime"`
+	ExpiresAt            *time.Time        `yaml:"expires_at"`
+	Keys                 []KeyConfig       `yaml:"keys"`
+	JWKSURI              string            `yaml:"jwks_uri"`
+	OIDCDiscovery        bool              `yaml:"oidc_discovery"`
+}
+
+// RemoteKeysConfig bounds the fetching and caching of issuers' published
+// key sets (jwks_uri, oidc_discovery). Zero fields take store/jwks's
+// defaults.
+type RemoteKeysConfig struct {
+	Timeout         time.Duration `yaml:"timeout"`
+	MaxBytes        int64         `yaml:"max_bytes"`
+	DefaultTTL      time.Duration `yaml:"default_ttl"`
+	MinTTL          time.Duration `yaml:"min_ttl"`
+	MaxTTL          time.Duration `yaml:"max_ttl"`
+	RefetchInterval time.Duration `yaml:"refetch_interval"`
+	MaxStale        time.Duration `yaml:"max_stale"`
 }
 
 // AdminConfig enables the trust-management admin API (see AdminHandler).
@@ -146,26 +212,35 @@ const (
 	DefaultAccessTokenLifetime  = time.Hour
 	DefaultRefreshTokenLifetime = 30 * 24 * time.Hour
 	DefaultMaxRequestBytes      = 64 << 10
+	DefaultTrustReloadInterval  = 2 * time.Second
 )
 
 // knownGrantTypes are the grant types this server composes.
 var knownGrantTypes = []string{"client_credentials", "refresh_token", handler.GrantType}
 
-// LoadConfig reads and validates the YAML file at path. Relative key file
-// paths are read from the file's folder.
+// LoadConfig reads and validates the YAML file at path, and the trust
+// file it names. Relative paths in it are read from the file's folder.
+// The configuration remembers path: Server.Reload reads it again.
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	c := &Config{path: path, dir: filepath.Dir(path)}
+	c.sources = fileHashes{}
+	data, err := c.sources.read(path)
 	if err != nil {
 		return nil, err
 	}
-	return ParseConfig(data, filepath.Dir(path))
+	return c.parse(data)
 }
 
-// ParseConfig decodes YAML strictly (an unknown key is an error), applies
-// the defaults and validates the result, reporting every problem at once.
-// dir is the folder relative key file paths are read from.
+// ParseConfig decodes YAML strictly (an unknown key is an error), reads
+// the trust file it names, applies the defaults and validates the result,
+// reporting every problem at once. dir is the folder relative paths are
+// read from. Server.Reload of such a configuration reads only its trust
+// file again.
 func ParseConfig(data []byte, dir string) (*Config, error) {
-	c := &Config{dir: dir}
+	return (&Config{dir: dir}).parse(data)
+}
+
+func (c *Config) parse(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var decodeErr error
@@ -180,10 +255,68 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		decodeErr = fmt.Errorf("config: %w", err)
 	}
 	c.applyDefaults()
-	if err := errors.Join(decodeErr, c.Validate()); err != nil {
+	if err := errors.Join(decodeErr, c.readTrustFile(), c.Validate()); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// fileHashes maps files to the SHA-256 of their content.
+type fileHashes map[string][sha256.Size]byte
+
+// read reads a file the configuration is built from and, when h is not
+// nil, records the SHA-256 of what it read.
+func (h fileHashes) read(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		h[path] = sha256.Sum256(data)
+	}
+	return data, nil
+}
+
+// resolve returns path, read from dir when relative.
+func resolve(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
+}
+
+// readTrustFile reads and strictly decodes TrustFile into fileTrust. Like
+// ParseConfig, it keeps what a type error (an unknown field, say) leaves
+// decoded, so that validation reports the other problems too.
+func (c *Config) readTrustFile() error {
+	c.fileTrust, c.trustFilePath = nil, ""
+	if c.TrustFile == "" {
+		return nil
+	}
+	c.trustFilePath = resolve(c.dir, c.TrustFile)
+	if c.sources == nil {
+		c.sources = fileHashes{}
+	}
+	data, err := c.sources.read(c.trustFilePath)
+	if err != nil {
+		return fmt.Errorf("trust_file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var list []TrustConfig
+	err = dec.Decode(&list)
+	var typeErr *yaml.TypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("trust_file: %s is empty; write [] for no relationships", c.trustFilePath)
+	case errors.As(err, &typeErr):
+		c.fileTrust = list
+		return fmt.Errorf("trust_file: %s: %w", c.trustFilePath, err)
+	case err != nil:
+		return fmt.Errorf("trust_file: %s: %w", c.trustFilePath, err)
+	}
+	c.fileTrust = list
+	return nil
 }
 
 func (c *Config) applyDefaults() {
@@ -212,6 +345,9 @@ func (c *Config) applyDefaults() {
 	if c.Store.Type == "" {
 		c.Store.Type = "memory"
 	}
+	if c.TrustReload.Interval == 0 {
+		c.TrustReload.Interval = DefaultTrustReloadInterval
+	}
 	if c.Store.Type == "redis" {
 		if s := os.Getenv("REDIS_ADDR"); s != "" {
 			c.Store.Redis.Addrs = strings.Split(s, ",")
@@ -223,7 +359,10 @@ func (c *Config) applyDefaults() {
 }
 
 // Validate checks the whole configuration and reports every problem at
-// once, including the trust relationships' key hygiene.
+// once, including the trust relationships' key hygiene (each one's, and
+// across them: one issuer's relationships may not use one kid for
+// different keys), those of the trust file included. It reads the key
+// files, but not the trust file again.
 func (c *Config) Validate() error {
 	var errs []error
 	check := func(bad bool, format string, args ...any) {
@@ -273,21 +412,23 @@ func (c *Config) Validate() error {
 		check(!contains(handler.DefaultAlgorithms, alg), "jwt_bearer.algorithms: %q is not an asymmetric JWS algorithm (HMAC is allowed per trust relationship only)", alg)
 	}
 
-	ids := map[string]bool{}
-	for i, t := range c.Trust {
-		where := fmt.Sprintf("trust[%d]", i)
-		id := t.ID
-		if id == "" {
-			id = "cfg-" + configTrustID(t.Issuer, t.Subject, t.AnySubject)
-		}
-		check(ids[id] && t.ID != "", "%s.id: %q is used twice", where, t.ID)
-		check(ids[id] && t.ID == "", "%s: a second relationship for the same issuer and subject needs an id of its own", where)
-		ids[id] = true
-		if _, err := c.trust(t); err != nil {
-			for _, e := range flatten(err) {
-				errs = append(errs, fmt.Errorf("%s: %w", where, e))
-			}
-		}
+	rk := c.RemoteKeys
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"timeout", rk.Timeout}, {"default_ttl", rk.DefaultTTL}, {"min_ttl", rk.MinTTL}, {"max_ttl", rk.MaxTTL}, {"refetch_interval", rk.RefetchInterval}, {"max_stale", rk.MaxStale}} {
+		check(d.v < 0, "remote_keys.%s: must not be negative", d.name)
+	}
+	check(rk.Timeout > time.Minute, "remote_keys.timeout: must be at most 1m")
+	check(rk.MaxBytes < 0 || rk.MaxBytes > 16<<20, "remote_keys.max_bytes: must be between 1 and 16777216")
+	check(rk.MinTTL > 0 && rk.MaxTTL > 0 && rk.MinTTL > rk.MaxTTL, "remote_keys.min_ttl: must not exceed max_ttl")
+	check(rk.MaxStale > 7*24*time.Hour, "remote_keys.max_stale: must be at most 168h")
+
+	ti := c.TrustReload.Interval
+	check(ti < 100*time.Millisecond || ti > time.Hour, "trust_reload.interval: must be between 100ms and 1h")
+
+	if _, err := c.trusts(nil); err != nil {
+		errs = append(errs, flatten(err)...)
 	}
 	clientIDs := map[string]bool{}
 	for i, cl := range c.Clients {
@@ -302,12 +443,100 @@ func (c *Config) Validate() error {
 			check(!contains(knownGrantTypes, gt), "%s.grant_types: %q is not served here (%s)", where, gt, strings.Join(knownGrantTypes, ", "))
 		}
 	}
-	for i, t := range c.Trust {
-		for _, id := range t.Clients {
-			check(!clientIDs[id], "trust[%d].clients: %q is not a configured client", i, id)
+	for _, e := range c.trustEntries() {
+		for _, id := range e.tc.Clients {
+			check(!clientIDs[id], "%s.clients: %q is not a configured client", e.where, id)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// trustEntry is a configured relationship and where it was found.
+type trustEntry struct {
+	// where names it in error messages: trust[i] or trust_file[i].
+	where string
+	tc    TrustConfig
+	// dir is the folder its relative key file paths are read from.
+	dir string
+}
+
+// trustEntries lists the relationships of Trust, then those of TrustFile.
+func (c *Config) trustEntries() []trustEntry {
+	out := make([]trustEntry, 0, len(c.Trust)+len(c.fileTrust))
+	for i, tc := range c.Trust {
+		out = append(out, trustEntry{where: fmt.Sprintf("trust[%d]", i), tc: tc, dir: c.dir})
+	}
+	for i, tc := range c.fileTrust {
+		out = append(out, trustEntry{where: fmt.Sprintf("trust_file[%d]", i), tc: tc, dir: filepath.Dir(c.trustFilePath)})
+	}
+	return out
+}
+
+// trusts converts every configured relationship (Trust and TrustFile),
+// reading key files, and checks them as a set: each by the store's rules,
+// IDs unique, and no kid used by two of one issuer's relationships for
+// different keys. It reports every problem at once, each prefixed with
+// where the relationship was found. The result is what Server.load and
+// Server.Reload give SyncTrust. The key files read are recorded in rec
+// when it is not nil; c is only read.
+func (c *Config) trusts(rec fileHashes) ([]store.Trust, error) {
+	var errs []error
+	entries := c.trustEntries()
+	out := make([]store.Trust, 0, len(entries))
+	var where []string
+	ids := make(map[string]string, len(entries))
+	for _, e := range entries {
+		t, err := c.trust(e.tc, e.dir, rec)
+		if first, dup := ids[t.ID]; dup {
+			if e.tc.ID != "" {
+				errs = append(errs, fmt.Errorf("%s.id: %q is used twice (also by %s)", e.where, e.tc.ID, first))
+			} else {
+				errs = append(errs, fmt.Errorf("%s: a second relationship for the same issuer and subject as %s needs an id of its own", e.where, first))
+			}
+		} else {
+			ids[t.ID] = e.where
+		}
+		if err != nil {
+			for _, e2 := range flatten(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", e.where, e2))
+			}
+			continue
+		}
+		out = append(out, t)
+		where = append(where, e.where)
+	}
+	errs = append(errs, kidConflicts(out, where)...)
+	return out, errors.Join(errs...)
+}
+
+// kidConflicts reports the kids that two relationships of one issuer use
+// for different key material: the rule the admin API enforces with 409
+// kid-conflict (see checkRefs), which would otherwise make the key an
+// assertion names depend on which relationship is looked at. The same key
+// under the same kid is fine. where[i] names ts[i].
+func kidConflicts(ts []store.Trust, where []string) []error {
+	type first struct {
+		key *jose.JSONWebKey
+		at  int
+	}
+	seen := make(map[[2]string]first)
+	var errs []error
+	for i := range ts {
+		t := &ts[i]
+		for j := range t.Keys {
+			k := &t.Keys[j]
+			slot := [2]string{t.Issuer, k.KeyID}
+			f, ok := seen[slot]
+			switch {
+			case !ok:
+				seen[slot] = first{key: k, at: i}
+			case f.at != i && !sameKey(f.key, k):
+				errs = append(errs, fmt.Errorf("%s: kid %q is also used by %s (id %q) of issuer %q for a different key; give one of them another kid",
+					where[i], k.KeyID, where[f.at], ts[f.at].ID, t.Issuer))
+			}
+		}
+	}
+	return errs
 }
 
 // Settings returns the handler policy the configuration describes.
@@ -333,33 +562,42 @@ func (c *Config) Settings() *handler.Settings {
 	return s
 }
 
-// trust converts a configured relationship, reading its key files, and
-// applies the store's validation so that load-time errors match the
-// store's rules.
-func (c *Config) trust(t TrustConfig) (store.Trust, error) {
+// trust converts a configured relationship, reading its key files (from
+// dir when relative), and applies the store's validation so that
+// load-time errors match the store's rules.
+func (c *Config) trust(t TrustConfig, dir string, rec fileHashes) (store.Trust, error) {
 	id := t.ID
 	if id == "" {
 		// A stable ID, so that restarting an instance (or starting another
 		// on a shared store) replaces the relationship instead of adding a
 		// copy.
-		id = "cfg-" + configTrustID(t.Issuer, t.Subject, t.AnySubject)
+		id = configTrustID(t)
+	} else if !strings.HasPrefix(id, ConfigTrustPrefix) {
+		id = ConfigTrustPrefix + id
 	}
 	out := store.Trust{
-		ID:         id,
-		Issuer:     t.Issuer,
-		Subject:    t.Subject,
-		AnySubject: t.AnySubject,
-		Scopes:     t.Scopes,
-		Algorithms: t.Algorithms,
-		Clients:    t.Clients,
-		RequireJTI: t.RequireJTI,
+		ID:                   id,
+		Issuer:               t.Issuer,
+		Subject:              t.Subject,
+		Subjects:             t.Subjects,
+		SubjectPatterns:      t.SubjectPatterns,
+		AnySubject:           t.AnySubject,
+		RequiredClaims:       t.RequiredClaims,
+		Scopes:               t.Scopes,
+		Algorithms:           t.Algorithms,
+		Clients:              t.Clients,
+		RequireJTI:           t.RequireJTI,
+		MaxAssertionLifetime: store.Duration(t.MaxAssertionLifetime),
+		AccessTokenLifetime:  store.Duration(t.AccessTokenLifetime),
+		JWKSURI:              t.JWKSURI,
+		OIDCDiscovery:        t.OIDCDiscovery,
 	}
 	if t.ExpiresAt != nil {
 		out.ExpiresAt = *t.ExpiresAt
 	}
 	var errs []error
 	for j, k := range t.Keys {
-		keys, err := c.keys(k)
+		keys, err := c.keys(k, dir, rec)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("keys[%d]: %w", j, err))
 			continue
@@ -372,7 +610,7 @@ func (c *Config) trust(t TrustConfig) (store.Trust, error) {
 	return out, errors.Join(errs...)
 }
 
-func (c *Config) keys(k KeyConfig) ([]jose.JSONWebKey, error) {
+func (c *Config) keys(k KeyConfig, dir string, rec fileHashes) ([]jose.JSONWebKey, error) {
 	set := 0
 	for _, given := range []bool{k.File != "", k.PEM != "", k.JWK != nil} {
 		if given {
@@ -384,11 +622,7 @@ func (c *Config) keys(k KeyConfig) ([]jose.JSONWebKey, error) {
 	}
 	switch {
 	case k.File != "":
-		path := k.File
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(c.dir, path)
-		}
-		data, err := os.ReadFile(path)
+		data, err := rec.read(resolve(dir, k.File))
 		if err != nil {
 			return nil, fmt.Errorf("file: %w", err)
 		}
@@ -404,11 +638,29 @@ func (c *Config) keys(k KeyConfig) ([]jose.JSONWebKey, error) {
 	}
 }
 
-// configTrustID derives an ID from what identifies a relationship.
-func configTrustID(issuer, subject string, anySubject bool) string {
+// ConfigTrustPrefix begins the ID of every relationship that comes from
+// the configuration (the trust section and trust_file): the set that a
+// reload replaces as a whole, and that the admin API leaves alone. An id
+// given in the configuration gets it prepended.
+const ConfigTrustPrefix = "cfg-"
+
+// configTrustID derives an ID from what identifies a relationship: its
+// issuer and subject rule.
+func configTrustID(t TrustConfig) string {
 	h := sha256.New()
-	_, _ = fmt.Fprintf(h, "%d:%s\x00%d:%s\x00%t", len(issuer), issuer, len(subject), subject, anySubject)
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	_, _ = fmt.Fprintf(h, "%d:%s\x00%d:%s\x00%t", len(t.Issuer), t.Issuer, len(t.Subject), t.Subject, t.AnySubject)
+	for _, list := range [][]string{t.Subjects, t.SubjectPatterns} {
+		if len(list) > 0 {
+			sorted := slices.Sorted(slices.Values(list))
+			_, _ = fmt.Fprintf(h, "\x00%d", len(sorted))
+			for _, v := range sorted {
+				_, _ = fmt.Fprintf(h, "\x00%d:%s", len(v), v)
+			}
+		} else {
+			_, _ = fmt.Fprint(h, "\x00-")
+		}
+	}
+	return ConfigTrustPrefix + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // flatten lists the errors joined in err (errors.Join, recursively).

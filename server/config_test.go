@@ -150,3 +150,232 @@ func TestSetListenMovesADerivedIssuer(t *testing.T) {
 	require.NoError(t, cfg.SetListen("127.0.0.1:9999"))
 	assert.Equal(t, "https://as.example", cfg.Issuer, "an explicit issuer stays")
 }
+
+// jwkWithKID is k's public JWK as JSON (which YAML reads as a flow
+// mapping) under the given kid.
+func jwkWithKID(t *testing.T, k *handlertest.Key, kid string) string {
+	t.Helper()
+	pub := k.Public
+	pub.KeyID = kid
+	b, err := pub.MarshalJSON()
+	require.NoError(t, err)
+	return string(b)
+}
+
+// writeFile writes data to dir/name, making the folders it needs.
+func writeFile(t *testing.T, dir, name, data string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o600))
+	return path
+}
+
+func TestTrustFile(t *testing.T) {
+	k1, k2 := handlertest.NewECKey(), handlertest.NewECKey()
+	for _, tt := range []struct {
+		name   string
+		config string
+		// files are written in the config's folder first; trust_file:
+		// sub/trust.yaml lives in sub/.
+		files map[string]string
+		// trust is the content of sub/trust.yaml ("" for no file).
+		trust string
+		// want are substrings of the error; none means success, with
+		// wantIDs the relationships in the store.
+		want    []string
+		wantIDs []string
+	}{
+		{
+			name:   "good file joins trust",
+			config: "trust:\n  - {id: a, issuer: A, subject: s, keys: [{file: a.pub}]}\ntrust_file: sub/trust.yaml\n",
+			files:  map[string]string{"a.pub": "k1", "sub/b.pub": "k2"},
+			trust: `
+- id: b
+  issuer: B
+  subject: s
+  scopes: [read]
+  keys: [{file: b.pub}]       # next to the trust file, not the config
+- issuer: C
+  any_subject: true
+  keys: [{jwk: ` + jwkWithKID(t, k1, "c1") + `}]
+`,
+			wantIDs: []string{"cfg-a", "cfg-b", "C"},
+		},
+		{
+			name:    "empty list",
+			config:  "trust_file: sub/trust.yaml\n",
+			trust:   "[]\n",
+			wantIDs: []string{},
+		},
+		{
+			name:   "absolute path",
+			config: "trust_file: ABS\n",
+			files:  map[string]string{"sub/b.pub": "k2"},
+			trust:  "- {id: b, issuer: B, subject: s, keys: [{file: b.pub}]}\n", wantIDs: []string{"cfg-b"},
+		},
+		{
+			name:   "unknown field",
+			config: "trust_file: sub/trust.yaml\n",
+			files:  map[string]string{"sub/b.pub": "k2"},
+			trust:  "- {id: b, issuer: B, subject: s, scopez: [read], keys: [{file: b.pub}]}\n",
+			want:   []string{"trust_file:", "field scopez not found"},
+		},
+		{
+			name:   "not a list",
+			config: "trust_file: sub/trust.yaml\n",
+			trust:  "issuer: B\nsubject: s\n",
+			want:   []string{"trust_file:", "cannot unmarshal"},
+		},
+		{
+			name:   "YAML syntax error",
+			config: "trust_file: sub/trust.yaml\n",
+			trust:  "- {id: b, issuer: B\n",
+			want:   []string{"trust_file:", "yaml:"},
+		},
+		{
+			name:   "key file resolved against the trust file's folder",
+			config: "trust_file: sub/trust.yaml\n",
+			files:  map[string]string{"b.pub": "k2"}, // next to the config only
+			trust:  "- {id: b, issuer: B, subject: s, keys: [{file: b.pub}]}\n",
+			want:   []string{"trust_file[0]: keys[0]: file:", filepath.Join("sub", "b.pub")},
+		},
+		{
+			name:   "duplicate id across trust and trust_file",
+			config: "trust:\n  - {id: a, issuer: A, subject: s, keys: [{file: a.pub}]}\ntrust_file: sub/trust.yaml\n",
+			files:  map[string]string{"a.pub": "k1", "sub/b.pub": "k2"},
+			trust:  "- {id: a, issuer: B, subject: s, keys: [{file: b.pub}]}\n",
+			want:   []string{`trust_file[0].id: "a" is used twice (also by trust[0])`},
+		},
+		{
+			name:   "same issuer and subject without ids",
+			config: "trust:\n  - {issuer: A, subject: s, keys: [{file: a.pub}]}\ntrust_file: sub/trust.yaml\n",
+			files:  map[string]string{"a.pub": "k1", "sub/b.pub": "k2"},
+			trust:  "- {issuer: A, subject: s, keys: [{file: b.pub}]}\n",
+			want:   []string{"trust_file[0]: a second relationship for the same issuer and subject as trust[0] needs an id of its own"},
+		},
+		{
+			name:   "kid used for two keys by one issuer",
+			config: "trust:\n  - {id: a, issuer: A, subject: s, keys: [{jwk: " + jwkWithKID(t, k1, "k") + "}]}\ntrust_file: sub/trust.yaml\n",
+			trust:  "- {id: b, issuer: A, subject: t, keys: [{jwk: " + jwkWithKID(t, k2, "k") + "}]}\n",
+			want:   []string{`trust_file[0]: kid "k" is also used by trust[0] (id "cfg-a") of issuer "A" for a different key`},
+		},
+		{
+			name:   "kid used for two keys within trust",
+			config: "trust:\n  - {id: a, issuer: A, subject: s, keys: [{jwk: " + jwkWithKID(t, k1, "k") + "}]}\n  - {id: b, issuer: A, subject: t, keys: [{jwk: " + jwkWithKID(t, k2, "k") + "}]}\n",
+			want:   []string{`trust[1]: kid "k" is also used by trust[0]`},
+		},
+		{
+			name:    "same kid for the same key",
+			config:  "trust:\n  - {id: a, issuer: A, subject: s, keys: [{jwk: " + jwkWithKID(t, k1, "k") + "}]}\ntrust_file: sub/trust.yaml\n",
+			trust:   "- {id: b, issuer: A, subject: t, keys: [{jwk: " + jwkWithKID(t, k1, "k") + "}]}\n",
+			wantIDs: []string{"cfg-a", "cfg-b"},
+		},
+		{
+			name:    "same kid in two issuers",
+			config:  "trust:\n  - {id: a, issuer: A, subject: s, keys: [{jwk: " + jwkWithKID(t, k1, "k") + "}]}\ntrust_file: sub/trust.yaml\n",
+			trust:   "- {id: b, issuer: B, subject: s, keys: [{jwk: " + jwkWithKID(t, k2, "k") + "}]}\n",
+			wantIDs: []string{"cfg-a", "cfg-b"},
+		},
+		{
+			name:   "missing trust file",
+			config: "trust_file: sub/nowhere.yaml\n",
+			want:   []string{"trust_file:", "nowhere.yaml"},
+		},
+		{
+			name:   "empty trust file",
+			config: "trust_file: sub/trust.yaml\n",
+			trust:  "# nothing yet\n",
+			want:   []string{"trust_file:", "is empty; write [] for no relationships"},
+		},
+		{
+			name:   "unknown client",
+			config: "trust_file: sub/trust.yaml\n",
+			trust:  "- {id: b, issuer: B, subject: s, clients: [ghost], keys: [{jwk: " + jwkWithKID(t, k2, "k") + "}]}\n",
+			want:   []string{`trust_file[0].clients: "ghost" is not a configured client`},
+		},
+		{
+			name:   "every problem at once",
+			config: "listen: nowhere\ntrust_file: sub/trust.yaml\n",
+			files:  map[string]string{"sub/b.pub": "k2"},
+			trust: `
+- {id: b, issuer: B, subject: s, keys: [{file: b.pub}]}
+- {id: c, issuer: "", subject: s, keys: [{file: b.pub}]}
+- {id: d, issuer: D, subject: s, bogus: 1, keys: [{file: missing.pub}]}
+`,
+			want: []string{`listen: "nowhere"`, "field bogus not found", "trust_file[1]: store: invalid record: issuer", "trust_file[2]: keys[0]: file:"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			keys := map[string]*handlertest.Key{"k1": k1, "k2": k2}
+			for name, k := range tt.files {
+				require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+				writePublicPEM(t, dir, name, keys[k])
+			}
+			if tt.trust != "" {
+				writeFile(t, dir, "sub/trust.yaml", tt.trust)
+			}
+			config := strings.ReplaceAll(tt.config, "ABS", filepath.Join(dir, "sub", "trust.yaml"))
+			path := writeFile(t, dir, "config.yaml", config)
+			cfg, err := server.LoadConfig(path)
+			if len(tt.want) > 0 {
+				require.Error(t, err)
+				for _, w := range tt.want {
+					assert.Contains(t, err.Error(), w)
+				}
+				return
+			}
+			require.NoError(t, err)
+			srv, err := server.New(t.Context(), cfg)
+			require.NoError(t, err)
+			ts, err := srv.Store().ListTrust(t.Context())
+			require.NoError(t, err)
+			ids := []string{}
+			for _, tr := range ts {
+				ids = append(ids, tr.ID)
+			}
+			require.Len(t, ids, len(tt.wantIDs), "ids %v", ids)
+			for _, want := range tt.wantIDs {
+				if want == "C" { // derived from issuer and subject
+					assert.True(t, containsPrefix(ids, server.ConfigTrustPrefix), ids)
+					continue
+				}
+				assert.Contains(t, ids, want)
+			}
+		})
+	}
+}
+
+func TestParseConfigTrustFileRelativeToDir(t *testing.T) {
+	// ParseConfig reads the trust file from dir, as the key files.
+	dir := t.TempDir()
+	writePublicPEM(t, dir, "b.pub", handlertest.NewECKey())
+	writeFile(t, dir, "trust.yaml", "- {id: b, issuer: B, subject: s, keys: [{file: b.pub}]}\n")
+	_, err := server.ParseConfig([]byte("trust_file: trust.yaml\n"), dir)
+	require.NoError(t, err)
+	_, err = server.ParseConfig([]byte("trust_file: trust.yaml\n"), t.TempDir())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "trust_file:")
+}
+
+func TestParseConfigTrustReload(t *testing.T) {
+	cfg, err := server.ParseConfig(nil, t.TempDir())
+	require.NoError(t, err)
+	assert.False(t, cfg.TrustReload.Watch)
+	assert.Equal(t, 2*time.Second, cfg.TrustReload.Interval, "default")
+
+	cfg, err = server.ParseConfig([]byte("trust_reload: {watch: true, interval: 100ms}\n"), t.TempDir())
+	require.NoError(t, err)
+	assert.True(t, cfg.TrustReload.Watch)
+	assert.Equal(t, 100*time.Millisecond, cfg.TrustReload.Interval)
+
+	for _, bad := range []string{"99ms", "61m", "-1s"} {
+		_, err := server.ParseConfig([]byte("trust_reload: {watch: true, interval: "+bad+"}\n"), t.TempDir())
+		require.Error(t, err, bad)
+		assert.Contains(t, err.Error(), "trust_reload.interval: must be between 100ms and 1h", bad)
+	}
+	_, err = server.ParseConfig([]byte("trust_reload: {wach: true}\n"), t.TempDir())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "field wach not found")
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/jwtbearer/jwtbearer/store"
+	"github.com/jwtbearer/jwtbearer/store/jwks"
 )
 
 // routes builds the router. Every answer, errors included, is JSON.
@@ -235,21 +236,42 @@ type pinger interface {
 
 // healthz reports readiness: 200 when the store answers (always, for the
 // memory store), 503 when it does not, so that a load balancer sends no
-// traffic to an instance that can issue no token.
+// traffic to an instance that can issue no token. The state of every
+// remote key set in use is reported too, without affecting the status: an
+// issuer whose keys cannot be fetched is that issuer's outage, and taking
+// every instance out of service would make it everyone's.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	body := healthBody{Status: "ok"}
+	if s.remote != nil {
+		body.RemoteKeys = s.remote.Status()
+		for _, st := range body.RemoteKeys {
+			if st.State != "ok" {
+				body.Degraded = true
+			}
+		}
+	}
+	status := http.StatusOK
 	if p, ok := s.store.(pinger); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {
 			s.logger.WarnContext(r.Context(), "store unreachable", "error", err)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"unavailable","store":"unreachable"}` + "\n"))
-			return
+			body.Status, body.Store, status = "unavailable", "unreachable", http.StatusServiceUnavailable
 		}
 	}
-	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// healthBody is /healthz's answer.
+type healthBody struct {
+	Status string `json:"status"`
+	Store  string `json:"store,omitempty"`
+	// Degraded is set when some remote key set is stale or failing.
+	Degraded   bool          `json:"degraded,omitempty"`
+	RemoteKeys []jwks.Status `json:"remote_keys,omitempty"`
 }
 
 // unavailable is the RFC 6749 answer to a store outage: 503

@@ -8,14 +8,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/jwtbearer/jwtbearer/handler"
 	"github.com/jwtbearer/jwtbearer/store"
+	"github.com/jwtbearer/jwtbearer/store/jwks"
 	"github.com/jwtbearer/jwtbearer/store/memory"
 	redisstore "github.com/jwtbearer/jwtbearer/store/redis"
 )
@@ -49,6 +51,19 @@ type Server struct {
 	admin http.Handler
 	// closeStore closes a store New opened itself.
 	closeStore func() error
+	// remote fetches and caches the key sets of relationships with a
+	// jwks_uri or OpenID discovery.
+	remote *jwks.Cache
+
+	// reloadMu serialises Reload, and guards trustCfg and applied.
+	reloadMu sync.Mutex
+	// trustCfg is the configuration whose trust relationships are in
+	// force: cfg, or the one the last successful Reload read. Only its
+	// trust relationships and files are used.
+	trustCfg *Config
+	// applied maps the files trustCfg was read from to the SHA-256 of
+	// their content then (see Watch).
+	applied fileHashes
 }
 
 // Option configures optional collaborators of New.
@@ -66,9 +81,10 @@ func WithStore(st Store) Option { return func(s *Server) { s.store = st } }
 const bcryptCost = 10
 
 // New composes the provider, loads the configured clients and trust
-// relationships into the store, and builds the router.
+// relationships into the store (see load), and builds the router. The
+// trust relationships can be reloaded later: see Reload and Watch.
 func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
-	s := &Server{cfg: cfg, logger: slog.New(slog.DiscardHandler)}
+	s := &Server{cfg: cfg, trustCfg: cfg, logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -103,11 +119,24 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		RefreshTokenScopes: []string{},
 	}
 	s.fosite = fc
+	rk := cfg.RemoteKeys
+	s.remote = jwks.New(jwks.Config{
+		Timeout:         rk.Timeout,
+		MaxBytes:        rk.MaxBytes,
+		DefaultTTL:      rk.DefaultTTL,
+		MinTTL:          rk.MinTTL,
+		MaxTTL:          rk.MaxTTL,
+		RefetchInterval: rk.RefetchInterval,
+		MaxStale:        rk.MaxStale,
+		Logger:          s.logger,
+	})
+	settings := cfg.Settings()
+	settings.RemoteKeys = s.remote
 	strategy := compose.NewOAuth2HMACStrategy(fc)
 	provider := compose.Compose(fc, s.store, strategy,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
-		handler.NewFactory(cfg.Settings()),
+		handler.NewFactory(settings),
 		introspectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
@@ -176,10 +205,22 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 }
 
 // load puts the configured clients and trust relationships in the store.
-// On a shared store other instances may be doing the same at the same
-// moment, so a record that is already there as configured is left alone
-// (a rolling restart then changes nothing), one that differs is replaced,
-// and a create that loses a race is retried.
+//
+// Clients: on a shared store other instances may be doing the same at the
+// same moment, so a client that is already there as configured is left
+// alone (a rolling restart then changes nothing), one that differs is
+// replaced, and a create that loses a race is retried.
+//
+// Trust relationships (trust: and trust_file) are declarative: one
+// SyncTrust makes the relationships whose IDs begin with ConfigTrustPrefix
+// exactly the configured set, all or nothing, in one step that readers on
+// every instance see whole. Configured relationships no longer in the
+// configuration are deleted; those created through the admin API have
+// other IDs and are left alone. Applying the set a store already holds
+// changes nothing, so a rolling restart with the same files is quiet.
+// Reload applies the files again the same way. Instances sharing a store
+// should therefore share the same files: the last one to start or reload
+// sets the configured relationships of all.
 func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 	hasher := &fosite.BCrypt{Config: fc}
 	for _, cc := range s.cfg.Clients {
@@ -187,45 +228,23 @@ func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 			return fmt.Errorf("clients %q: %w", cc.ID, err)
 		}
 	}
-	for i, tc := range s.cfg.Trust {
-		t, err := s.cfg.trust(tc)
-		if err != nil {
-			return fmt.Errorf("trust[%d]: %w", i, err)
-		}
-		if err := s.loadTrust(ctx, t); err != nil {
-			return fmt.Errorf("trust[%d]: %w", i, err)
-		}
+	applied := maps.Clone(s.cfg.sources)
+	if applied == nil {
+		applied = fileHashes{}
 	}
+	ts, err := s.cfg.trusts(applied)
+	if err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	if err := s.store.SyncTrust(ctx, ConfigTrustPrefix, ts); err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	s.applied = applied
 	return nil
 }
 
-// loadAttempts bounds the retries of a configured record's create.
+// loadAttempts bounds the retries of a configured client's create.
 const loadAttempts = 5
-
-func (s *Server) loadTrust(ctx context.Context, t store.Trust) error {
-	want, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
-	for attempt := 1; ; attempt++ {
-		existing, err := s.store.GetTrust(ctx, t.ID)
-		switch {
-		case err == nil:
-			if have, _ := json.Marshal(existing); bytes.Equal(have, want) {
-				return nil
-			}
-			if err := s.store.DeleteTrust(ctx, t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		_, err = s.store.CreateTrust(ctx, t)
-		if !errors.Is(err, store.ErrAlreadyExists) || attempt == loadAttempts {
-			return err
-		}
-	}
-}
 
 func (s *Server) loadClient(ctx context.Context, hasher fosite.Hasher, cc ClientConfig) error {
 	c := &fosite.DefaultClient{

@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -21,7 +24,9 @@ import (
 // runServe runs the token server until ctx is done. Without -config it runs
 // the demo: a key pair in -demo-dir, trusted for issuer TestClient and
 // subject User1 as in the bshaffer walkthrough, and the exact commands that
-// obtain a token.
+// obtain a token. SIGHUP reloads the trust relationships (see
+// server.Server.Reload), and trust_reload.watch reloads them when their
+// files change.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "[-config FILE] [-listen ADDR] [-demo-dir DIR] [-log-level LEVEL]", stderr)
 	configPath := fs.String("config", "", "YAML configuration `file`; without it the demo runs")
@@ -62,6 +67,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer func() { _ = srv.Close() }()
+	// Registered after srv.Close, so it runs before: reloads end first.
+	stopReloads := startReloads(ctx, srv, cfg, logger)
+	defer stopReloads()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -85,6 +93,42 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// startReloads reloads the trust relationships on SIGHUP and, when
+// trust_reload.watch is on, when their files change (server.Watch). The
+// function it returns stops both and waits for them; a reload under way
+// finishes first. SIGINT and SIGTERM are left to main.
+func startReloads(ctx context.Context, srv *server.Server, cfg *server.Config, logger *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				// Reload logs its outcome: the count, or every problem.
+				logger.InfoContext(ctx, "SIGHUP: reloading the trust relationships")
+				_ = srv.Reload(ctx)
+			}
+		}
+	})
+	if cfg.TrustReload.Watch {
+		logger.InfoContext(ctx, "watching the trust relationships' files", "interval", cfg.TrustReload.Interval.String())
+		wg.Go(func() {
+			if err := srv.Watch(ctx); err != nil {
+				logger.ErrorContext(ctx, "trust_reload.watch: not watching", "error", err)
+			}
+		})
+	}
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		wg.Wait()
+	}
 }
 
 // serveAll serves the public routes on ln and, when adminLn is not nil,
