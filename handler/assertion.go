@@ -158,6 +158,13 @@ func parseAssertion(raw string, maxSize int) (*assertion, error) {
 	if a.claims.Subject == "" {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must contain a \"sub\" (subject) claim.")
 	}
+	for name, v := range map[string]string{"iss": a.claims.Issuer, "sub": a.claims.Subject} {
+		if len(v) > maxNameLength {
+			// Bounds the cost of matching subject patterns, and what the
+			// logs and the key index ever hold.
+			return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's %q is longer than %d bytes.", name, maxNameLength)
+		}
+	}
 	return a, nil
 }
 

@@ -15,6 +15,8 @@ const (
 	// maxIDLength bounds "kid" and "jti" so that a caller cannot make the
 	// replay cache or the key index hold arbitrarily large strings.
 	maxIDLength = 256
+	// maxNameLength bounds "iss" and "sub".
+	maxNameLength = 1024
 	// replayMargin is the shortest time a claimed jti is remembered, however
 	// close to its "exp" the assertion arrived.
 	replayMargin = time.Minute

@@ -230,6 +230,12 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 			lifespan = max(remaining, time.Second)
 		}
 	}
+	if !trust.ExpiresAt.IsZero() {
+		// Nothing obtained through a relationship outlives it.
+		if remaining := trust.ExpiresAt.Sub(now); remaining < lifespan {
+			lifespan = max(remaining, time.Second)
+		}
+	}
 	session.SetExpiresAt(fosite.AccessToken, ceilSecond(now.UTC().Add(lifespan)))
 	if h.issuesRefreshToken(ctx, request, s, authenticated) {
 		refresh := fosite.GetEffectiveLifespan(request.GetClient(), fosite.GrantTypeJWTBearer, fosite.RefreshToken, h.Config.GetRefreshTokenLifespan(ctx))
@@ -366,10 +372,12 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 	case len(keys) == 0:
 		reason = fmt.Sprintf("no key is trusted for issuer %q and subject %q", truncate(a.claims.Issuer), truncate(a.claims.Subject))
 	case remoteErr != nil:
-		// The issuer's own key set is unavailable: say so, so that its
-		// operators know to look at their endpoint rather than at their
-		// keys. Only an issuer this server trusts gets here.
-		return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint(remoteKeysHint).WithWrap(remoteErr).WithDebug(remoteErr.Error())
+		// The issuer's key set is unavailable. The caller gets the same
+		// hint as everyone else (which mentions this case): a distinct one
+		// would tell a stranger which issuers and subjects are trusted.
+		// The operator sees the cause in the log, in the admin API's dry
+		// run and in its health report.
+		reason = "the issuer's published keys are unavailable: " + remoteErr.Error()
 	case expired && !algRefused:
 		reason = "the trust relationship has expired"
 	case algRefused:
@@ -389,12 +397,8 @@ func verifyWith(a *assertion, k *jose.JSONWebKey) (verified, fits bool) {
 	return a.jws.DetachedVerify(a.jws.UnsafePayloadWithoutVerification(), k) == nil, true
 }
 
-// remoteKeysHint is the hint when the issuer's published key set cannot be
-// fetched, or is older than the staleness bound.
-const remoteKeysHint = "The keys published by the assertion's issuer could not be fetched and no recent copy is held; try again later."
-
 // untrustedHint is the one hint for every failure to verify the signature.
-const untrustedHint = "The assertion is not signed by a key this server trusts for its issuer and subject."
+const untrustedHint = "The assertion is not signed by a key this server trusts for its issuer and subject, or the keys its issuer publishes cannot be fetched right now."
 
 // knownAlgorithms are the JWS algorithms a trust relationship can allow;
 // anything else ("none" included) is refused before any lookup.

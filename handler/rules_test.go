@@ -3,6 +3,8 @@ package handler_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -162,14 +164,23 @@ func TestRemoteKeys(t *testing.T) {
 	wantError(t, err, fosite.ErrInvalidGrant, untrusted)
 	assert.Equal(t, before, remote.calls.Load(), "an expired relationship's keys are not even fetched")
 
+	// The issuer's keys cannot be fetched: the caller gets the one hint
+	// every unverified assertion gets (which mentions this case), so that
+	// it learns nothing about which issuers are trusted; the cause is in
+	// the debug field, for the log.
 	remote.err = errors.New("jwks: key set unavailable: 503")
 	_, _, err = e.token(grant(ecKey.Sign(e.claims())), nil)
-	wantError(t, err, fosite.ErrInvalidGrant, "could not be fetched")
-	assert.Contains(t, fosite.ErrorToRFC6749Error(err).GetDescription(), "try again later")
+	wantError(t, err, fosite.ErrInvalidGrant, untrusted)
+	assert.Contains(t, fosite.ErrorToRFC6749Error(err).GetDescription(), "cannot be fetched right now")
+	assert.Contains(t, fosite.ErrorToRFC6749Error(err).DebugField, "published keys are unavailable: jwks: key set unavailable: 503")
+	_, _, strangerErr := e.token(grant(ecKey.Sign(handlertest.Claims("stranger", "User1", tokenURL, e.now))), nil)
+	assert.Equal(t, fosite.ErrorToRFC6749Error(strangerErr).GetDescription(), fosite.ErrorToRFC6749Error(err).GetDescription(),
+		"an unknown issuer and a trusted one whose keys are down are told the same")
 
 	noSource := newEnv(t, &handler.Settings{}, tr)
 	_, _, err = noSource.token(grant(ecKey.Sign(noSource.claims())), nil)
-	wantError(t, err, fosite.ErrInvalidGrant, "could not be fetched")
+	wantError(t, err, fosite.ErrInvalidGrant, untrusted)
+	assert.Contains(t, fosite.ErrorToRFC6749Error(err).DebugField, "no remote key source")
 }
 
 func TestCheck(t *testing.T) {
@@ -232,4 +243,25 @@ func TestCheck(t *testing.T) {
 	res = e.handler.Check(ctx, handler.CheckRequest{})
 	require.NotNil(t, res.Err)
 	assert.Equal(t, "invalid_request", res.Err.ErrorField)
+}
+
+func TestTokenDoesNotOutliveRelationship(t *testing.T) {
+	tr := trust(rsaKey)
+	tr.ExpiresAt = time.Now().Add(90 * time.Second)
+	tr.AccessTokenLifetime = store.Duration(24 * time.Hour)
+	e := newEnv(t, &handler.Settings{}, tr)
+	c := e.claims()
+	_, resp, err := e.token(grant(rsaKey.Sign(c)), nil)
+	require.NoError(t, err)
+	assert.LessOrEqual(t, resp.ToMap()["expires_in"], int64(91), "capped at the relationship's expires_at")
+}
+
+func TestLongSubjectRefused(t *testing.T) {
+	e := newEnv(t, &handler.Settings{}, trust(rsaKey))
+	for _, name := range []string{"iss", "sub"} {
+		c := e.claims()
+		c[name] = strings.Repeat("a", 1025)
+		_, _, err := e.token(grant(rsaKey.Sign(c)), nil)
+		wantError(t, err, fosite.ErrInvalidGrant, fmt.Sprintf("The assertion's %q is longer than 1024 bytes", name))
+	}
 }

@@ -36,6 +36,8 @@ type testServer struct {
 	Dir string
 	// HTTP is a client with a timeout that does not follow redirects.
 	HTTP *http.Client
+	// Admin is the admin API's handler when the configuration turns it on.
+	Admin http.Handler
 }
 
 // fixture is what newServer writes next to the configuration and what its
@@ -104,7 +106,7 @@ func newServer(t *testing.T, tmpl string, fx fixture) *testServer {
 	ts.Config.Handler = srv.Handler()
 	ts.Start()
 	t.Cleanup(ts.Close)
-	return &testServer{Issuer: issuer, TokenURL: issuer + "/token", Dir: dir, HTTP: newHTTPClient()}
+	return &testServer{Issuer: issuer, TokenURL: issuer + "/token", Dir: dir, HTTP: newHTTPClient(), Admin: srv.AdminHandler()}
 }
 
 func newHTTPClient() *http.Client {

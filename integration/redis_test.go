@@ -67,11 +67,21 @@ type instance struct {
 // newInstance starts a server on the shared Redis at addrs under prefix.
 func newInstance(t *testing.T, addrs []string, prefix string, key *handlertest.Key) *instance {
 	t.Helper()
+	return newInstanceWith(t, addrs, prefix, key, "", nil)
+}
+
+// newInstanceWith is newInstance with more top-level configuration and
+// more files in the configuration's folder.
+func newInstanceWith(t *testing.T, addrs []string, prefix string, key *handlertest.Key, extra string, files map[string][]byte) *instance {
+	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	addr := ts.Listener.Addr().String()
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "partner.pub"), key.PublicKeyPEM(), 0o600))
-	config := render(t, redisConfig, templateData{Listen: addr, V: map[string]any{"addrs": addrs, "prefix": prefix}})
+	for name, data := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o600))
+	}
+	config := render(t, redisConfig+extra, templateData{Listen: addr, V: map[string]any{"addrs": addrs, "prefix": prefix}})
 	cfg, err := server.ParseConfig([]byte(config), dir)
 	require.NoError(t, err, "configuration:\n%s", config)
 	srv, err := server.New(t.Context(), cfg)
@@ -396,4 +406,41 @@ func TestRedisOutageRevokeAndIntrospect(t *testing.T) {
 	}
 	require.Equalf(t, http.StatusOK, r.Status, "body: %s", r.Body)
 	assert.Equal(t, true, r.JSON(t)["active"], "the failed revocation must not have revoked")
+}
+
+// A reload on one instance applies the new declarative set on every
+// instance sharing the store, at once and as a whole.
+func TestRedisReloadReachesEveryInstance(t *testing.T) {
+	redistest.Require(t)
+	rs := redistest.Start(t)
+	key, ciKey := handlertest.NewRSAKey(), handlertest.NewECKey()
+	prefix := uniquePrefix(t)
+	trustFile := func(subject string) []byte {
+		return []byte("- id: ci\n  issuer: CI\n  subject_patterns: [\"" + subject + "\"]\n  scopes: [read]\n  keys:\n    - jwk: " + string(ciKey.PublicJWKJSON()) + "\n")
+	}
+	files := map[string][]byte{"trust.yaml": trustFile("job:build:*")}
+	a := newInstanceWith(t, []string{rs.Addr}, prefix, key, "trust_file: trust.yaml\n", files)
+	b := newInstanceWith(t, []string{rs.Addr}, prefix, key, "trust_file: trust.yaml\n", files)
+	ci := func(sub string) url.Values { return grant(ciKey.Sign(claims("CI", sub, sharedIssuer+"/token"))) }
+
+	requireToken(t, b.token(t, ci("job:build:42")))
+	requireError(t, b.token(t, ci("job:deploy:42")), http.StatusBadRequest, "invalid_grant")
+
+	require.NoError(t, os.WriteFile(filepath.Join(a.Dir, "trust.yaml"), trustFile("job:deploy:*"), 0o600))
+	require.NoError(t, a.srv.Reload(t.Context()))
+	requireToken(t, a.token(t, ci("job:deploy:43")))
+	deadline := time.Now().Add(2 * time.Second)
+	for b.token(t, ci("job:deploy:44")).Status != http.StatusOK {
+		require.True(t, time.Now().Before(deadline), "instance B never saw the reload made on A")
+		time.Sleep(20 * time.Millisecond)
+	}
+	requireError(t, b.token(t, ci("job:build:45")), http.StatusBadRequest, "invalid_grant")
+	requireToken(t, b.token(t, grant(partnerAssertion(key))))
+
+	// An invalid file changes nothing anywhere.
+	require.NoError(t, os.WriteFile(filepath.Join(a.Dir, "trust.yaml"), []byte("- id: ci\n  issuer: CI\n  subject_patterns: [\"**\"]\n"), 0o600))
+	require.Error(t, a.srv.Reload(t.Context()))
+	time.Sleep(100 * time.Millisecond)
+	requireToken(t, b.token(t, ci("job:deploy:46")))
+	requireToken(t, a.token(t, ci("job:deploy:47")))
 }

@@ -101,6 +101,9 @@ func (f *fakeIssuer) serve(w http.ResponseWriter, r *http.Request) {
 const remoteConfig = `
 listen: {{.Listen}}
 issuer: {{.Issuer}}
+admin:
+  listen: 127.0.0.1:0
+  token: "{{.V.adminToken}}"
 remote_keys:
   timeout: 300ms
   max_bytes: 65536
@@ -123,6 +126,12 @@ trust:
     scopes: [deploy]
 `
 
+const remoteAdminToken = "remote-test-admin-token-0123456789abcdef"
+
+func remoteFixture(iss *fakeIssuer) fixture {
+	return fixture{Vars: map[string]any{"iss": iss.srv.URL, "adminToken": remoteAdminToken}}
+}
+
 func ciClaims(ts *testServer, iss, sub string) map[string]any {
 	return with(claims(iss, sub, ts.TokenURL), "repository_owner", "acme")
 }
@@ -130,7 +139,7 @@ func ciClaims(ts *testServer, iss, sub string) map[string]any {
 func TestRemoteKeysRotation(t *testing.T) {
 	keyA, keyB := handlertest.NewECKey(), handlertest.NewRSAKey()
 	iss := newFakeIssuer(t, keyA)
-	ts := newServer(t, remoteConfig, fixture{Vars: map[string]any{"iss": iss.srv.URL}})
+	ts := newServer(t, remoteConfig, remoteFixture(iss))
 	const sub = "repo:acme/app:ref:refs/heads/main"
 
 	requireToken(t, ts.token(t, grant(keyA.Sign(ciClaims(ts, iss.srv.URL, sub)))))
@@ -177,7 +186,7 @@ func TestRemoteKeysRotation(t *testing.T) {
 func TestRemoteKeysIssuerDown(t *testing.T) {
 	key := handlertest.NewECKey()
 	iss := newFakeIssuer(t, key)
-	ts := newServer(t, remoteConfig, fixture{Vars: map[string]any{"iss": iss.srv.URL}})
+	ts := newServer(t, remoteConfig, remoteFixture(iss))
 	const sub = "repo:acme/app:ref:refs/heads/main"
 	assertion := func() string { return key.Sign(ciClaims(ts, iss.srv.URL, sub)) }
 
@@ -202,9 +211,10 @@ func TestRemoteKeysIssuerDown(t *testing.T) {
 
 	time.Sleep(time.Until(fetchedAt.Add(3100 * time.Millisecond)))
 	e := requireError(t, ts.token(t, grant(assertion())), http.StatusBadRequest, "invalid_grant")
-	assert.Contains(t, e.Description, "could not be fetched")
+	assert.Contains(t, e.Description, "cannot be fetched right now")
 	h := health(t, ts)
 	assert.Equal(t, "failing", h.state(iss.srv.URL+"/jwks"))
+	assert.True(t, h.Degraded)
 	assert.Equal(t, http.StatusOK, h.code)
 	assert.Less(t, iss.jwksHits.Load()-hits, int32(10), "a failing issuer is retried at most once per refetch_interval")
 
@@ -220,10 +230,10 @@ func TestRemoteKeysBounded(t *testing.T) {
 			key := handlertest.NewECKey()
 			iss := newFakeIssuer(t, key)
 			iss.setMode(mode)
-			ts := newServer(t, remoteConfig, fixture{Vars: map[string]any{"iss": iss.srv.URL}})
+			ts := newServer(t, remoteConfig, remoteFixture(iss))
 			start := time.Now()
 			e := requireError(t, ts.token(t, grant(key.Sign(ciClaims(ts, iss.srv.URL, "repo:acme/app:ref:refs/heads/main")))), http.StatusBadRequest, "invalid_grant")
-			assert.Contains(t, e.Description, "could not be fetched")
+			assert.Contains(t, e.Description, "cannot be fetched right now")
 			assert.Less(t, time.Since(start), 2*time.Second, "the fetch is bounded by remote_keys.timeout and max_bytes")
 			assert.Equal(t, "failing", health(t, ts).state(iss.srv.URL+"/jwks"))
 		})
@@ -236,7 +246,7 @@ func TestRemoteKeysNeverFromToken(t *testing.T) {
 	trusted, attacker := handlertest.NewECKey(), handlertest.NewECKey()
 	iss := newFakeIssuer(t, trusted)
 	evil := newFakeIssuer(t, attacker)
-	ts := newServer(t, remoteConfig, fixture{Vars: map[string]any{"iss": iss.srv.URL}})
+	ts := newServer(t, remoteConfig, remoteFixture(iss))
 	c := ciClaims(ts, iss.srv.URL, "repo:acme/app:ref:refs/heads/main")
 	for _, header := range []map[string]interface{}{
 		{"kid": attacker.Public.KeyID, "jku": evil.srv.URL + "/jwks"},
@@ -253,9 +263,10 @@ type healthReport struct {
 	Status     string `json:"status"`
 	Degraded   bool   `json:"degraded"`
 	RemoteKeys []struct {
-		URL   string `json:"url"`
-		Kind  string `json:"kind"`
-		State string `json:"state"`
+		URL       string `json:"url"`
+		Kind      string `json:"kind"`
+		State     string `json:"state"`
+		LastError string `json:"last_error"`
 	} `json:"remote_keys"`
 }
 
@@ -268,11 +279,21 @@ func (h healthReport) state(url string) string {
 	return ""
 }
 
+// health reads the public /healthz, which must not name any issuer, and
+// the admin API's detailed report of the remote key sets.
 func health(t *testing.T, ts *testServer) healthReport {
 	t.Helper()
 	r := ts.do(t, http.MethodGet, "/healthz", "")
 	var h healthReport
 	require.NoError(t, json.Unmarshal(r.Body, &h), "body: %s", r.Body)
+	assert.NotContains(t, string(r.Body), "127.0.0.1", "the public health check names no issuer")
 	h.code = r.Status
+
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/admin/remote-keys", nil)
+	req.Header.Set("Authorization", "Bearer "+remoteAdminToken)
+	w := httptest.NewRecorder()
+	ts.Admin.ServeHTTP(w, req)
+	require.Equal(t, http.StatusOK, w.Code, "body: %s", w.Body)
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &h), "body: %s", w.Body)
 	return h
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jwtbearer/jwtbearer/handler"
 	"github.com/jwtbearer/jwtbearer/store"
+	"github.com/jwtbearer/jwtbearer/store/jwks"
 )
 
 // Admin API limits.
@@ -54,6 +55,7 @@ const (
 //	GET    /admin/trust/{id}   read
 //	PUT    /admin/trust/{id}   replace
 //	DELETE /admin/trust/{id}   delete (204)
+//	GET    /admin/remote-keys  state of every published key set in use
 //	POST   /admin/trust/check  dry run of an assertion: which relationship
 //	                           matches and why it would be refused; the jti
 //	                           is not consumed
@@ -79,6 +81,7 @@ func (s *Server) adminRoutes() http.Handler {
 	settings.RemoteKeys = s.remote
 	checker := &handler.Handler{Keys: s.store, Replay: s.store, Config: s.fosite, Settings: settings}
 	r.HandleFunc("/admin/trust/check", func(w http.ResponseWriter, r *http.Request) { s.adminCheck(w, r, checker) }).Methods(http.MethodPost)
+	r.HandleFunc("/admin/remote-keys", s.adminRemoteKeys).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/admin/trust", s.adminCreate).Methods(http.MethodPost)
 	r.HandleFunc("/admin/trust", s.adminList).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/admin/trust/{id}", s.adminGet).Methods(http.MethodGet, http.MethodHead)
@@ -89,8 +92,13 @@ func (s *Server) adminRoutes() http.Handler {
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		allow := "GET, HEAD, PUT, DELETE"
-		if req.URL.Path == "/admin/trust" {
+		switch req.URL.Path {
+		case "/admin/trust":
 			allow = "GET, HEAD, POST"
+		case "/admin/remote-keys":
+			allow = "GET, HEAD"
+		case "/admin/trust/check":
+			allow = "POST, GET, HEAD, PUT, DELETE" // also a relationship's path
 		}
 		w.Header().Set("Allow", allow)
 		writeProblem(w, problem{Status: http.StatusMethodNotAllowed, Detail: "This resource accepts " + allow + " only."})
@@ -589,6 +597,18 @@ func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
 	s.logChange(r.Context(), "delete", t)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// adminRemoteKeys reports every remote key set the server has fetched:
+// its URL, state ("ok", "stale": past freshness and refreshes failing, the
+// last good set still in use; "failing": none usable), usable keys, last
+// success and last error.
+func (s *Server) adminRemoteKeys(w http.ResponseWriter, _ *http.Request) {
+	list := []jwks.Status{}
+	if s.remote != nil {
+		list = append(list, s.remote.Status()...)
+	}
+	writeAdminJSON(w, http.StatusOK, map[string]any{"remote_keys": list})
 }
 
 // configOwned answers 409 for a change to a relationship that comes from

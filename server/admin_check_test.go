@@ -148,3 +148,14 @@ func TestAdminCheck(t *testing.T) {
 	requireProblem(t, f.call(t, http.MethodPost, "/admin/trust/check", "{"), http.StatusBadRequest)
 	requireProblem(t, f.do(t, http.MethodPost, "/admin/trust/check", map[string]any{"assertion": a}, ""), http.StatusUnauthorized)
 }
+
+func TestAdminRemoteKeys(t *testing.T) {
+	f := newAdminFixture(t)
+	requireProblem(t, f.do(t, http.MethodGet, "/admin/remote-keys", nil, ""), http.StatusUnauthorized)
+	w := f.call(t, http.MethodGet, "/admin/remote-keys", nil)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.JSONEq(t, `{"remote_keys": []}`, w.Body.String())
+	w = f.call(t, http.MethodPost, "/admin/remote-keys", "{}")
+	requireProblem(t, w, http.StatusMethodNotAllowed)
+	assert.Equal(t, "GET, HEAD", w.Header().Get("Allow"))
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/jwtbearer/jwtbearer/store"
-	"github.com/jwtbearer/jwtbearer/store/jwks"
 )
 
 // routes builds the router. Every answer, errors included, is JSON.
@@ -236,17 +235,18 @@ type pinger interface {
 
 // healthz reports readiness: 200 when the store answers (always, for the
 // memory store), 503 when it does not, so that a load balancer sends no
-// traffic to an instance that can issue no token. The state of every
-// remote key set in use is reported too, without affecting the status: an
-// issuer whose keys cannot be fetched is that issuer's outage, and taking
-// every instance out of service would make it everyone's.
+// traffic to an instance that can issue no token. "degraded" says that some
+// issuer's published key set is stale or failing, without affecting the
+// status (one issuer's outage is no reason to take every instance out of
+// service) and without saying which: this endpoint is public, and the
+// list of trusted issuers is not. The details are on the admin listener,
+// at GET /admin/remote-keys.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	body := healthBody{Status: "ok"}
 	if s.remote != nil {
-		body.RemoteKeys = s.remote.Status()
-		for _, st := range body.RemoteKeys {
+		for _, st := range s.remote.Status() {
 			if st.State != "ok" {
 				body.Degraded = true
 			}
@@ -270,8 +270,7 @@ type healthBody struct {
 	Status string `json:"status"`
 	Store  string `json:"store,omitempty"`
 	// Degraded is set when some remote key set is stale or failing.
-	Degraded   bool          `json:"degraded,omitempty"`
-	RemoteKeys []jwks.Status `json:"remote_keys,omitempty"`
+	Degraded bool `json:"degraded,omitempty"`
 }
 
 // unavailable is the RFC 6749 answer to a store outage: 503

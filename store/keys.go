@@ -26,6 +26,11 @@ import (
 // (NIST SP 800-131A; RFC 7518 §3.3 requires 2048 for RS*/PS*).
 const MinRSABits = 2048
 
+// MaxRSABits is the largest RSA modulus accepted: verifying with a larger
+// one costs more CPU than any caller should be able to make the server
+// spend on an unverified assertion.
+const MaxRSABits = 8192
+
 // MaxTrustLifetime bounds a relationship's MaxAssertionLifetime and
 // AccessTokenLifetime: an assertion's jti is remembered for as long as it
 // is valid, and a token that must outlive a day is not a workload token.
@@ -369,6 +374,8 @@ func NormalizeTrust(t *Trust) error {
 	if n.OIDCDiscovery && n.Issuer != "" {
 		if err := CheckRemoteURL(n.Issuer); err != nil {
 			invalid("oidc_discovery: the issuer must be a URL its metadata can be fetched from: %v", err)
+		} else if strings.ContainsAny(n.Issuer, "?#") {
+			invalid("oidc_discovery: the issuer %q has a query; OpenID Connect issuers have none", n.Issuer)
 		}
 	}
 	if n.Remote() && hsListed {
@@ -453,6 +460,8 @@ func checkKey(k *jose.JSONWebKey, minSecret int) (keyKind, string) {
 		}
 		if bits := key.N.BitLen(); bits < MinRSABits {
 			return "", fmt.Sprintf("RSA key has %d bits; at least %d are required", bits, MinRSABits)
+		} else if bits > MaxRSABits {
+			return "", fmt.Sprintf("RSA key has %d bits; at most %d are accepted", bits, MaxRSABits)
 		}
 		return kindRSA, ""
 	case *ecdsa.PublicKey:

@@ -331,6 +331,7 @@ func TestNormalizeTrustRejects(t *testing.T) {
 		{"bare wildcard", func(tr *store.Trust) { tr.SubjectPatterns = []string{"**"} }, "set any_subject instead"},
 		{"triple star", func(tr *store.Trust) { tr.SubjectPatterns = []string{"a:***"} }, "ambiguous"},
 		{"long pattern", func(tr *store.Trust) { tr.SubjectPatterns = []string{strings.Repeat("a", 257) + "*"} }, "longer than 256"},
+		{"too many wildcards", func(tr *store.Trust) { tr.SubjectPatterns = []string{"a" + strings.Repeat(":*", 9)} }, "more than 8 wildcards"},
 		{"pattern twice", func(tr *store.Trust) { tr.SubjectPatterns = []string{"a:*", "a:*"} }, "subject_patterns[1]"},
 		{"required registered claim", func(tr *store.Trust) { tr.RequiredClaims = map[string]string{"aud": "x"} }, `required_claims: "aud" is checked by the server itself`},
 		{"required empty claim name", func(tr *store.Trust) { tr.RequiredClaims = map[string]string{"": "x"} }, "required_claims: a claim name must not be empty"},
@@ -345,6 +346,7 @@ func TestNormalizeTrustRejects(t *testing.T) {
 		{"jwks_uri relative", func(tr *store.Trust) { tr.Keys, tr.JWKSURI = nil, "/jwks" }, "not an absolute URL"},
 		{"jwks_uri with user", func(tr *store.Trust) { tr.Keys, tr.JWKSURI = nil, "https://u:p@issuer.example/jwks" }, "user information"},
 		{"discovery with non-URL issuer", func(tr *store.Trust) { tr.Keys, tr.OIDCDiscovery, tr.Issuer = nil, true, "acme-partner" }, "oidc_discovery: the issuer must be a URL"},
+		{"discovery with a query", func(tr *store.Trust) { tr.Keys, tr.OIDCDiscovery, tr.Issuer = nil, true, "https://i.example/?tenant=a" }, "has a query"},
 		{"remote keys with HS256", func(tr *store.Trust) {
 			tr.Keys, tr.JWKSURI, tr.Algorithms = nil, "https://issuer.example/jwks", []string{"HS256"}
 		}, "HS* algorithms need static shared keys"},

@@ -10,6 +10,10 @@ import (
 // matching one.
 const MaxSubjectPatternLength = 256
 
+// MaxSubjectPatternWildcards bounds the wildcards of a pattern, which
+// bound the work per byte of subject.
+const MaxSubjectPatternWildcards = 8
+
 // MatchSubject reports whether sub matches the glob pattern. "*" matches
 // one or more characters other than ':' and '/', so that it stays within
 // one segment of the subject ("system:serviceaccount:prod:*" matches the
@@ -19,6 +23,16 @@ const MaxSubjectPatternLength = 256
 // itself, byte for byte. Matching costs O(len(pattern) × len(sub)) and
 // never backtracks.
 func MatchSubject(pattern, sub string) bool {
+	// The literal text before the first and after the last wildcard must
+	// be there as is: most subjects fail here, at the cost of a compare.
+	first, last := strings.IndexByte(pattern, '*'), strings.LastIndexByte(pattern, '*')
+	if first < 0 {
+		return pattern == sub
+	}
+	prefix, suffix := pattern[:first], pattern[last+1:]
+	if len(sub) < len(prefix)+len(suffix)+1 || !strings.HasPrefix(sub, prefix) || !strings.HasSuffix(sub, suffix) {
+		return false
+	}
 	toks := compileSubjectPattern(pattern)
 	n := len(toks)
 	// cur[i]: after the bytes read so far, the match can stand before
@@ -34,6 +48,7 @@ func MatchSubject(pattern, sub string) bool {
 	for i := 0; i < len(sub); i++ {
 		b := sub[i]
 		clear(next)
+		alive := false
 		for j := 0; j < n; j++ {
 			if !cur[j] {
 				continue
@@ -52,6 +67,12 @@ func MatchSubject(pattern, sub string) bool {
 			}
 		}
 		closeOver(toks, next)
+		for _, on := range next {
+			alive = alive || on
+		}
+		if !alive {
+			return false
+		}
 		cur, next = next, cur
 	}
 	return cur[n]
@@ -104,8 +125,9 @@ func closeOver(toks []subjectTok, states []bool) {
 
 // CheckSubjectPattern reports what is wrong with a subject pattern: it
 // must hold a wildcard (an exact subject belongs in subjects), some literal
-// text (a bare wildcard is any_subject in disguise), no "***", and at most
-// MaxSubjectPatternLength bytes.
+// text (a bare wildcard is any_subject in disguise), no "***", at most
+// MaxSubjectPatternWildcards wildcards and at most MaxSubjectPatternLength
+// bytes.
 func CheckSubjectPattern(p string) error {
 	switch {
 	case p == "":
@@ -118,6 +140,8 @@ func CheckSubjectPattern(p string) error {
 		return fmt.Errorf("%q: \"***\" is ambiguous; use \"*\" (one segment) or \"**\" (anything)", p)
 	case strings.Trim(p, "*") == "":
 		return fmt.Errorf("%q matches every subject; set any_subject instead", p)
+	case strings.Count(strings.ReplaceAll(p, "**", "*"), "*") > MaxSubjectPatternWildcards:
+		return fmt.Errorf("%q has more than %d wildcards", p, MaxSubjectPatternWildcards)
 	}
 	return nil
 }

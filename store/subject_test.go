@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"crypto/rsa"
 	"encoding/json"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +107,7 @@ func TestNormalizeKey(t *testing.T) {
 		"alg HS256": {Key: &p256b().PublicKey, KeyID: "h", Algorithm: "HS256"},
 		"alg RS256": {Key: &p256b().PublicKey, KeyID: "r", Algorithm: "RS256"},
 		"alg XYZ":   {Key: &p256b().PublicKey, KeyID: "x", Algorithm: "XYZ"},
+		"huge RSA":  {Key: &rsa.PublicKey{N: new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 8200), big.NewInt(1)), E: 65537}, KeyID: "h"},
 	}
 	for name, k := range bad {
 		assert.ErrorIs(t, store.NormalizeKey(&k), store.ErrInvalid, name)
@@ -132,4 +135,18 @@ func TestNormalizeTrustAcceptsNewRules(t *testing.T) {
 	disc.Keys, disc.Issuer, disc.OIDCDiscovery = nil, "https://token.actions.githubusercontent.com", true
 	require.NoError(t, store.NormalizeTrust(&disc))
 	assert.True(t, disc.Remote())
+}
+
+// BenchmarkMatchSubjectWorst is a subject of the largest size the handler
+// lets through against an adversarial pattern: it must stay in the
+// microseconds, since it runs before any signature is checked.
+func BenchmarkMatchSubjectWorst(b *testing.B) {
+	pattern := "x" + strings.Repeat("**a", 7) + "**b"
+	if err := store.CheckSubjectPattern(pattern); err != nil {
+		b.Fatal(err)
+	}
+	sub := "x" + strings.Repeat("a", 1023) + "b"
+	for b.Loop() {
+		store.MatchSubject(pattern, sub)
+	}
 }

@@ -54,7 +54,7 @@ func (c *Cache) get(ctx context.Context, u, accept string) ([]byte, http.Header,
 	if err != nil {
 		return nil, nil, c.requestError(ctx, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 
 	switch code := resp.StatusCode; {
 	case code >= 300 && code < 400:
@@ -77,13 +77,18 @@ func (c *Cache) get(ctx context.Context, u, accept string) ([]byte, http.Header,
 }
 
 // requestError names a timeout as such, and drops the URL that *url.Error
-// repeats (every message of this package names it already).
+// repeats (every message of this package names it already). net/http
+// quotes the bytes it could not read as HTTP ("malformed HTTP response
+// \"...\""); those bytes come from the server and are not repeated.
 func (c *Cache) requestError(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("timed out after %s: %w", c.cfg.Timeout, context.DeadlineExceeded)
 	}
 	if ue, ok := errors.AsType[*url.Error](err); ok {
 		err = ue.Err
+	}
+	if strings.Contains(err.Error(), "malformed") {
+		return errors.New("request failed: malformed HTTP response")
 	}
 	return fmt.Errorf("request failed: %w", err)
 }
@@ -151,13 +156,21 @@ func jitter(ttl time.Duration) time.Duration {
 // is ever held, even briefly, as a usable value.
 var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
+// maxKeys is the most usable keys kept from one set: an assertion without a
+// kid is tried against each of them.
+const maxKeys = 100
+
 // parseJWKS reads a JWK Set. The body must be a JSON object with a "keys"
 // array; each element is parsed on its own, so that one key this server
-// cannot use is skipped (and logged) rather than failing the set.
+// cannot use is skipped (and logged) rather than failing the set. The first
+// maxKeys usable keys are kept; the rest are skipped and logged.
+//
+// Errors never quote the body (encoding/json's syntax errors quote the
+// offending byte): the URL may serve something else than a key set.
 func (c *Cache) parseJWKS(u string, body []byte) (*snapshot, []any, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, nil, fmt.Errorf("body is not a JSON object: %v", err)
+		return nil, nil, errors.New(`body is not a JSON object with a "keys" array`)
 	}
 	rawKeys, ok := doc["keys"]
 	if !ok {
@@ -182,6 +195,11 @@ func (c *Cache) parseJWKS(u string, body []byte) (*snapshot, []any, error) {
 		keys = append(keys, k)
 	}
 	keys = c.dropAmbiguous(u, keys)
+	if len(keys) > maxKeys {
+		c.log.Warn("jwks: key set holds too many usable keys; the rest skipped",
+			"url", u, "usable", len(keys), "kept", maxKeys)
+		keys = slices.Clip(keys[:maxKeys])
+	}
 
 	skipped := len(elems) - len(keys)
 	if len(keys) == 0 {

@@ -19,7 +19,17 @@
 //   - When an issuer is down, the last good set is still used for
 //     Config.MaxStale past its freshness, and retries happen at most once per
 //     RefetchInterval.
-//   - At most one fetch per URL is in flight; other lookups wait for it.
+//   - At most one fetch per URL is in flight. A lookup that the cached set
+//     answers (it is usable and holds the kid asked for) never waits for
+//     it, so that a fetch triggered by an unknown kid, or one the issuer
+//     slows down, does not stall the lookups of known kids; only lookups
+//     that the cached set cannot answer wait for the fetch.
+//   - Entries not used for MaxTTL+MaxStale are evicted (their set could not
+//     be used anyway) when a fetch completes, and a key set that a refreshed
+//     discovery document no longer names is dropped at once, so that an
+//     issuer naming a new jwks_uri on every refresh cannot grow the cache.
+//   - A set keeps at most 100 usable keys (the first ones in the document),
+//     so that an assertion without a kid tries a bounded number of keys.
 //
 // There are no background goroutines: fetches happen on the goroutine of the
 // lookup that needs them, so a Cache needs no Close and leaks nothing. The
@@ -30,9 +40,13 @@
 //
 // Keys in a fetched set are checked one by one with store.NormalizeKey. A key
 // that does not qualify (unknown type or algorithm, symmetric, private, too
-// weak, meant for encryption) is skipped and logged, never fatal: issuers
-// publish keys for many consumers, and one odd key must not lock out the
-// others.
+// weak, too large, meant for encryption) is skipped and logged, never fatal:
+// issuers publish keys for many consumers, and one odd key must not lock out
+// the others. (NormalizeKey also refuses RSA moduli above store.MaxRSABits,
+// 8192 bits, which would only make each verification slower.)
+//
+// Errors, and so Status.LastError, never quote the response body: a URL
+// that does not serve what it should may serve something secret.
 package jwks
 
 import (
@@ -41,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -132,8 +147,17 @@ const (
 
 // Cache fetches key sets and discovery documents on demand and keeps them
 // for as long as they are fresh, and longer while their issuer is down. It
-// is safe for concurrent use. Cached URLs are never evicted: they come from
-// the operator's configuration, not from requests, so they are few.
+// is safe for concurrent use.
+//
+// Cached URLs come from the operator's configuration, not from requests,
+// except the jwks_uri of discovery documents, which the issuer chooses and
+// may change at every refresh. So that the cache stays small, whenever a
+// fetch completes, entries that no lookup used for MaxTTL+MaxStale (and that
+// have no fetch in flight) are dropped; and when a refreshed discovery
+// document names another jwks_uri, the key set of the previous one is
+// dropped at once, unless another cached discovery document names it. (If
+// the operator also configured that URL directly, its next lookup fetches
+// it again.)
 type Cache struct {
 	cfg    Config
 	client *http.Client
@@ -159,6 +183,7 @@ type entry struct {
 	lastAttempt time.Time     // start of the last fetch attempt
 	lastErr     error         // error of the last attempt; nil if it succeeded
 	inflight    chan struct{} // closed when the fetch in progress ends; nil if none
+	lastUsed    time.Time     // time of the last lookup of this entry, for eviction
 }
 
 // snapshot is one successfully fetched document. It is never modified once
@@ -265,6 +290,12 @@ type parseFunc func(url string, body []byte) (*snapshot, []any, error)
 // missing or stale, or when has (if not nil) reports that the fresh
 // document lacks what the caller needs and the last attempt is at least
 // RefetchInterval old. now is the lookup's one reading of the clock.
+//
+// While a fetch of k is in flight, a usable document that has what the
+// caller needs is the answer at once, fresh or not: only lookups it cannot
+// answer wait for the fetch. Otherwise an attacker sending an unknown kid
+// once per RefetchInterval, to an issuer slow to answer, would stall every
+// lookup of that issuer's known kids for up to Timeout.
 func (c *Cache) lookup(ctx context.Context, k entryKey, now time.Time, has func(*snapshot) bool, parse parseFunc) (*snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -275,7 +306,14 @@ func (c *Cache) lookup(ctx context.Context, k entryKey, now time.Time, has func(
 		e = &entry{}
 		c.entries[k] = e
 	}
+	if now.After(e.lastUsed) {
+		e.lastUsed = now
+	}
 	if ch := e.inflight; ch != nil {
+		if g := e.good; g != nil && now.Before(g.usableUntil) && (has == nil || has(g)) {
+			c.mu.Unlock()
+			return g, nil
+		}
 		c.mu.Unlock()
 		select {
 		case <-ch:
@@ -329,6 +367,7 @@ func (c *Cache) refresh(ctx context.Context, k entryKey, e *entry, ch chan struc
 	snap, attrs, err := c.fetch(ctx, k, now, parse)
 
 	c.mu.Lock()
+	old := e.good
 	e.lastAttempt, e.lastErr, e.inflight = now, err, nil
 	if err == nil {
 		e.good = snap
@@ -337,7 +376,16 @@ func (c *Cache) refresh(ctx context.Context, k entryKey, e *entry, ch chan struc
 	recorded = true
 	good := e.good
 	answer, answerErr := c.usable(k, e, now)
+	var dropped []evicted
+	if err == nil && k.kind == kindDiscovery && old != nil && old.jwksURI != snap.jwksURI {
+		dropped = c.dropUnnamed(old.jwksURI)
+	}
+	dropped = append(dropped, c.evictIdle(now)...)
 	c.mu.Unlock()
+
+	for _, d := range dropped {
+		c.log.Info("jwks: entry evicted", "kind", d.key.kind, "url", d.key.url, "reason", d.reason)
+	}
 
 	if err != nil {
 		attrs := []any{"kind", k.kind, "url", k.url, "error", err.Error(), "stale_in_use", answerErr == nil}
@@ -353,6 +401,49 @@ func (c *Cache) refresh(ctx context.Context, k entryKey, e *entry, ch chan struc
 		c.cfg.OnFetch(k.url, err)
 	}
 	return answer, answerErr
+}
+
+// evicted is an entry dropped from the cache, for the log.
+type evicted struct {
+	key    entryKey
+	reason string
+}
+
+// dropUnnamed drops the key set at jwksURI, which a refreshed discovery
+// document no longer names, unless another cached discovery document still
+// names it. An entry with a fetch in flight is dropped too: the lookups
+// waiting on it keep their pointer to it and get their answer. c.mu is held.
+func (c *Cache) dropUnnamed(jwksURI string) []evicted {
+	for k, e := range c.entries {
+		if k.kind == kindDiscovery && e.good != nil && e.good.jwksURI == jwksURI {
+			return nil
+		}
+	}
+	k := entryKey{kind: kindJWKS, url: jwksURI}
+	if _, ok := c.entries[k]; !ok {
+		return nil
+	}
+	delete(c.entries, k)
+	return []evicted{{k, "no discovery document names it any more"}}
+}
+
+// evictIdle drops the entries that no lookup used for longer than
+// MaxTTL+MaxStale, the longest a document stays usable, and that have no
+// fetch in flight. Entries are few, so a scan per fetch is cheap. c.mu is
+// held.
+func (c *Cache) evictIdle(now time.Time) []evicted {
+	idle := c.cfg.MaxTTL + c.cfg.MaxStale
+	if idle < 0 { // overflow
+		idle = math.MaxInt64
+	}
+	var out []evicted
+	for k, e := range c.entries {
+		if e.inflight == nil && now.Sub(e.lastUsed) > idle {
+			delete(c.entries, k)
+			out = append(out, evicted{k, "unused for longer than MaxTTL+MaxStale"})
+		}
+	}
+	return out
 }
 
 // fetch gets and parses k, and dates the result.

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -1236,5 +1238,557 @@ func TestStatusSortedAndJSON(t *testing.T) {
 	b, err := json.Marshal(Status{URL: "u", Kind: "jwks", State: "failing"})
 	if err != nil || string(b) != `{"url":"u","kind":"jwks","state":"failing"}` {
 		t.Errorf("zero Status JSON = %s, %v", b, err)
+	}
+}
+
+// ---- security review ----
+
+// lookupWithin runs c.Keys with a context that ends after d: a lookup that
+// waits for a fetch in flight fails with context.DeadlineExceeded, one
+// answered from the cache returns at once.
+func lookupWithin(c *Cache, d time.Duration, u, kid string) ([]jose.JSONWebKey, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return c.Keys(ctx, u, kid)
+}
+
+func TestKnownKidDoesNotWaitForFetch(t *testing.T) {
+	k := keysOnce()
+	body := jwkSet(t, jwk(t, k.ecA.Public(), "a", "", ""), jwk(t, k.ed.Public(), "b", "", ""))
+	var hits atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) > 1 { // every fetch after the first blocks
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Cache-Control", "max-age=600")
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	clock := newClock()
+	c, _, _ := newCache(t, clock, nil)
+
+	if keys, err := c.Keys(t.Context(), srv.URL, "a"); err != nil || len(keys) != 1 {
+		t.Fatalf("first fetch: %v, %v", keys, err)
+	}
+	clock.Advance(30 * time.Second) // an unknown kid may refetch
+
+	// A random kid starts a fetch, which the issuer holds up.
+	unknown := make(chan error, 1)
+	go func() {
+		keys, err := c.Keys(context.Background(), srv.URL, "zzz")
+		if err == nil && len(keys) != 0 {
+			err = fmt.Errorf("got %d keys", len(keys))
+		}
+		unknown <- err
+	}()
+	waitFor(t, "the refetch", func() bool { return hits.Load() == 2 })
+
+	const within = 50 * time.Millisecond
+	for _, tc := range []struct {
+		step    string
+		advance time.Duration
+		kid     string
+		want    []string
+	}{
+		{"known kid, fresh set", 0, "a", []string{"a"}},
+		{"all keys, fresh set", 0, "", []string{"a", "b"}},
+		{"known kid, stale but usable set", 10 * time.Minute, "b", []string{"b"}},
+	} {
+		clock.Advance(tc.advance)
+		start := time.Now()
+		keys, err := lookupWithin(c, within, srv.URL, tc.kid)
+		if err != nil || !slices.Equal(kids(keys), tc.want) {
+			t.Errorf("%s: Keys(%q) = %v, %v; want %v at once, without waiting for the fetch in flight",
+				tc.step, tc.kid, kids(keys), err, tc.want)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s: took %v", tc.step, d)
+		}
+	}
+
+	// A lookup that the cached set cannot answer still waits for the fetch.
+	if keys, err := lookupWithin(c, within, srv.URL, "yyy"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("unknown kid while a fetch is in flight: %v, %v; want it to wait", keys, err)
+	}
+
+	released = true
+	close(release)
+	if err := <-unknown; err != nil {
+		t.Errorf("lookup of the unknown kid: %v", err)
+	}
+	if got := hits.Load(); got != 2 {
+		t.Errorf("hits = %d; want 2", got)
+	}
+}
+
+func TestDiscoveredDocumentDoesNotWaitForFetch(t *testing.T) {
+	k := keysOnce()
+	jwks := jwkSet(t, jwk(t, k.ecA.Public(), "a", "", ""))
+	var docHits atomic.Int64
+	release := make(chan struct{})
+	var issuer string
+	mux := http.NewServeMux()
+	mux.HandleFunc(wellKnown, func(w http.ResponseWriter, r *http.Request) {
+		if docHits.Add(1) > 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, docBody(t, map[string]any{"issuer": issuer, "jwks_uri": issuer + "/jwks"}))
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = io.WriteString(w, jwks)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	issuer = srv.URL
+	clock := newClock()
+	c, _, _ := newCache(t, clock, nil)
+
+	if keys, err := c.DiscoveredKeys(t.Context(), issuer, "a"); err != nil || len(keys) != 1 {
+		t.Fatalf("first lookup: %v, %v", keys, err)
+	}
+	clock.Advance(61 * time.Second) // the document is stale
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.DiscoveredKeys(context.Background(), issuer, "a")
+		first <- err
+	}()
+	waitFor(t, "the document refresh", func() bool { return docHits.Load() == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if keys, err := c.DiscoveredKeys(ctx, issuer, "a"); err != nil || len(keys) != 1 {
+		t.Errorf("lookup while the document is refreshed: %v, %v; want the key at once", keys, err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("lookup that refreshed the document: %v", err)
+	}
+}
+
+func TestCheckDiscoveredURL(t *testing.T) {
+	const remote = "https://issuer.example"
+	tests := []struct {
+		issuer, jwksURI string
+		wantErr         string // "" when accepted
+	}{
+		{remote, "https://issuer.example/jwks", ""},
+		{remote, "https://keys.example:8443/oauth2/v3/certs", ""},
+		{remote, "https://8.8.8.8/jwks", ""},
+		{remote, "https://[2001:4860:4860::8888]/jwks", ""},
+		{remote, "https://deadbeef.example/jwks", ""},
+		{remote, "https://issuer.example./jwks", ""},
+
+		{remote, "http://issuer.example/jwks", "must use https"},
+		{remote, "http://127.0.0.1:8080/jwks", "must use https"},
+		{remote, "http://localhost:8080/jwks", "must use https"},
+		{remote, "ftp://issuer.example/jwks", "https"},
+		{remote, "https://user@issuer.example/jwks", "user information"},
+		{remote, "https://127.0.0.1:8443/jwks", "loopback"},
+		{remote, "https://127.9.9.9/jwks", "loopback"},
+		{remote, "https://[::1]/jwks", "loopback"},
+		{remote, "https://[::ffff:127.0.0.1]/jwks", "loopback"},
+		{remote, "https://localhost/jwks", "loopback"},
+		{remote, "https://LocalHost./jwks", "loopback"},
+		{remote, "https://keys.localhost/jwks", "loopback"},
+		{remote, "https://10.1.2.3/jwks", "private"},
+		{remote, "https://172.16.0.1/jwks", "private"},
+		{remote, "https://192.168.1.1/jwks", "private"},
+		{remote, "https://[::ffff:192.168.1.1]/jwks", "private"},
+		{remote, "https://[fd00:ec2::254]/jwks", "private"},
+		{remote, "https://169.254.169.254/latest/meta-data", "link-local"},
+		{remote, "https://[fe80::1]/jwks", "link-local"},
+		{remote, "https://[fe80::1%25eth0]/jwks", "zone"},
+		{remote, "https://[ff02::1]/jwks", "link-local"},
+		{remote, "https://[ff0e::1]/jwks", "multicast"},
+		{remote, "https://224.0.0.251/jwks", "link-local"},
+		{remote, "https://239.1.2.3/jwks", "multicast"},
+		{remote, "https://0.0.0.0/jwks", "0.0.0.0/8"},
+		{remote, "https://[::]/jwks", "unspecified"},
+		{remote, "https://100.100.100.200/jwks", "shared address space"},
+		{remote, "https://127.1/jwks", "not a canonical IP address"},
+		{remote, "https://2130706433/jwks", "not a canonical IP address"},
+		{remote, "https://0x7f.0.0.1/jwks", "not a canonical IP address"},
+		{remote, "https://0177.0.0.1/jwks", "not a canonical IP address"},
+		{remote, "https://127.0.0.1./jwks", "loopback"},
+		{"https://10.0.0.5", "https://10.0.0.6/jwks", "private"}, // a private issuer is not loopback
+
+		// A loopback issuer (tests, sidecars) may name loopback key sets.
+		{"http://127.0.0.1:8080", "http://127.0.0.1:9090/jwks", ""},
+		{"http://localhost:8080/tenant", "http://localhost:9090/jwks", ""},
+		{"https://[::1]:8443", "https://127.0.0.1/jwks", ""},
+		{"http://127.0.0.1:8080", "https://10.1.2.3/jwks", ""},
+		{"http://127.0.0.1:8080", "http://example.com/jwks", "must use https"},
+	}
+	for _, tt := range tests {
+		err := checkDiscoveredURL(tt.issuer, tt.jwksURI)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("issuer %s, jwks_uri %s: %v; want it accepted", tt.issuer, tt.jwksURI, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("issuer %s, jwks_uri %s: %v; want an error containing %q", tt.issuer, tt.jwksURI, err, tt.wantErr)
+		}
+	}
+}
+
+// fakeNetwork serves handler as the host "issuer.example", over any scheme,
+// without a socket, and records every request.
+type fakeNetwork struct {
+	handler http.Handler
+
+	mu       sync.Mutex
+	requests []string
+}
+
+func (f *fakeNetwork) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	f.requests = append(f.requests, r.URL.String())
+	f.mu.Unlock()
+	if r.URL.Host != "issuer.example" {
+		return nil, errors.New("test network: unknown host")
+	}
+	rec := httptest.NewRecorder()
+	f.handler.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
+func (f *fakeNetwork) requested() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
+func TestDiscoveredJWKSURIOfRemoteIssuer(t *testing.T) {
+	k := keysOnce()
+	jwks := jwkSet(t, jwk(t, k.ecA.Public(), "a", "", ""))
+
+	// A loopback server the issuer would like this server to fetch from.
+	var localHits atomic.Int64
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		localHits.Add(1)
+		_, _ = io.WriteString(w, jwks)
+	}))
+	defer local.Close()
+
+	const issuer = "https://issuer.example"
+	for _, tc := range []struct {
+		jwksURI string
+		wantErr string
+	}{
+		{issuer + "/jwks", ""},
+		{local.URL + "/jwks", "must use https"},
+		{strings.Replace(local.URL, "http:", "https:", 1) + "/jwks", "loopback"},
+		{"https://localhost/jwks", "loopback"},
+		{"https://169.254.169.254/latest/meta-data/jwks", "link-local"},
+		{"https://10.0.0.1/jwks", "private"},
+	} {
+		t.Run(tc.jwksURI, func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.HandleFunc(wellKnown, func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.WriteString(w, docBody(t, map[string]any{"issuer": issuer, "jwks_uri": tc.jwksURI}))
+			})
+			mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.WriteString(w, jwks)
+			})
+			network := &fakeNetwork{handler: mux}
+			c, _, _ := newCache(t, newClock(), func(cfg *Config) {
+				cfg.HTTPClient = &http.Client{Transport: network}
+			})
+
+			keys, err := c.DiscoveredKeys(t.Context(), issuer, "a")
+			if tc.wantErr == "" {
+				if err != nil || len(keys) != 1 {
+					t.Fatalf("DiscoveredKeys = %v, %v; want the key", keys, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "jwks_uri") ||
+				!strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("DiscoveredKeys = %v, %v; want ErrUnavailable containing %q", keys, err, tc.wantErr)
+			}
+			if got := network.requested(); !slices.Equal(got, []string{issuer + wellKnown}) {
+				t.Errorf("requests %v; want the discovery document only", got)
+			}
+		})
+	}
+	if localHits.Load() != 0 {
+		t.Errorf("the loopback server was fetched %d times", localHits.Load())
+	}
+}
+
+// rotatingIssuer serves OpenID Provider metadata at wellKnown naming a new
+// jwks_uri at every request, and at /other+wellKnown (issuer URL+"/other")
+// metadata that always names URL+"/jwks/shared". Every /jwks/ path serves
+// the same set.
+type rotatingIssuer struct {
+	*httptest.Server
+	docs atomic.Int64
+
+	mu    sync.Mutex
+	first string // jwks_uri of the first document
+}
+
+func newRotatingIssuer(t *testing.T, jwks string) *rotatingIssuer {
+	t.Helper()
+	r := &rotatingIssuer{}
+	mux := http.NewServeMux()
+	mux.HandleFunc(wellKnown, func(w http.ResponseWriter, _ *http.Request) {
+		n := r.docs.Add(1)
+		jwksURI := fmt.Sprintf("%s/jwks/%d", r.URL, n)
+		r.mu.Lock()
+		if r.first != "" {
+			jwksURI, r.first = r.first, ""
+		}
+		r.mu.Unlock()
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, docBody(t, map[string]any{"issuer": r.URL, "jwks_uri": jwksURI}))
+	})
+	mux.HandleFunc("/other"+wellKnown, func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, docBody(t, map[string]any{"issuer": r.URL + "/other", "jwks_uri": r.URL + "/jwks/shared"}))
+	})
+	mux.HandleFunc("/jwks/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = io.WriteString(w, jwks)
+	})
+	r.Server = httptest.NewServer(mux)
+	t.Cleanup(r.Close)
+	return r
+}
+
+func jwksURLs(c *Cache) []string {
+	var out []string
+	for _, s := range c.Status() {
+		if s.Kind == kindJWKS {
+			out = append(out, s.URL)
+		}
+	}
+	return out
+}
+
+func TestDiscoveryRotationEvicts(t *testing.T) {
+	k := keysOnce()
+	r := newRotatingIssuer(t, jwkSet(t, jwk(t, k.ecA.Public(), "a", "", "")))
+	shared := r.URL + "/jwks/shared"
+	r.mu.Lock()
+	r.first = shared // the first document names the set the other issuer names too
+	r.mu.Unlock()
+	clock := newClock()
+	c, logs, _ := newCache(t, clock, nil)
+
+	for _, iss := range []string{r.URL + "/other", r.URL} {
+		if keys, err := c.DiscoveredKeys(t.Context(), iss, "a"); err != nil || len(keys) != 1 {
+			t.Fatalf("DiscoveredKeys(%s) = %v, %v", iss, keys, err)
+		}
+	}
+	if got := jwksURLs(c); !slices.Equal(got, []string{shared}) {
+		t.Fatalf("jwks entries %v; want [%s]", got, shared)
+	}
+
+	for i := range 50 {
+		clock.Advance(61 * time.Second) // the document is stale: refreshed, naming a new jwks_uri
+		if keys, err := c.DiscoveredKeys(t.Context(), r.URL, "a"); err != nil || len(keys) != 1 {
+			t.Fatalf("refresh %d: DiscoveredKeys = %v, %v", i, keys, err)
+		}
+		got := jwksURLs(c)
+		want := []string{fmt.Sprintf("%s/jwks/%d", r.URL, i+2), shared} // the other issuer still names shared
+		slices.Sort(want)
+		if len(got) > 2 || !slices.Equal(got, want) {
+			t.Fatalf("refresh %d: jwks entries %v; want %v", i, got, want)
+		}
+	}
+	if r.docs.Load() != 51 {
+		t.Errorf("documents served: %d; want 51", r.docs.Load())
+	}
+	if !strings.Contains(logs.String(), "no discovery document names it any more") {
+		t.Errorf("evictions not logged: %s", logs.String())
+	}
+}
+
+func TestIdleEntriesEvicted(t *testing.T) {
+	k := keysOnce()
+	f := newIssuer(t, response{body: jwkSet(t, jwk(t, k.ecA.Public(), "a", "", ""))})
+	clock := newClock()
+	c, logs, _ := newCache(t, clock, func(cfg *Config) {
+		cfg.MinTTL, cfg.MaxTTL, cfg.MaxStale = time.Minute, 2*time.Minute, time.Minute // evicted after 3m unused
+	})
+	get := func(path string, wantHits int64) {
+		t.Helper()
+		if keys, err := c.Keys(t.Context(), f.URL+path, "a"); err != nil || len(keys) != 1 {
+			t.Fatalf("Keys(%s) = %v, %v", path, keys, err)
+		}
+		if got := f.hits.Load(); got != wantHits {
+			t.Fatalf("Keys(%s): hits = %d; want %d", path, got, wantHits)
+		}
+	}
+	urls := func() []string {
+		var out []string
+		for _, s := range c.Status() {
+			out = append(out, s.URL)
+		}
+		return out
+	}
+
+	get("/a", 1)
+	get("/b", 2)
+	clock.Advance(time.Minute)
+	get("/b", 2) // answered from the cache: still counts as a use
+	clock.Advance(2*time.Minute + time.Second)
+	if got, want := urls(), []string{f.URL + "/a", f.URL + "/b"}; !slices.Equal(got, want) {
+		t.Fatalf("before the next fetch: Status URLs %v; want %v", got, want)
+	}
+	get("/c", 3) // a fetch completes: /a, unused for 3m1s, goes
+	if got, want := urls(), []string{f.URL + "/b", f.URL + "/c"}; !slices.Equal(got, want) {
+		t.Errorf("after the next fetch: Status URLs %v; want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "unused for longer than MaxTTL+MaxStale") {
+		t.Errorf("eviction not logged: %s", logs.String())
+	}
+	get("/a", 4) // an evicted URL is simply fetched again
+}
+
+// rawServer answers every connection with raw, then closes it.
+func rawServer(t *testing.T, raw string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 4096)
+			_, _ = conn.Read(buf) // the request
+			_, _ = io.WriteString(conn, raw)
+			_ = conn.Close()
+		}
+	})
+	t.Cleanup(func() {
+		_ = l.Close()
+		wg.Wait()
+	})
+	return "http://" + l.Addr().String()
+}
+
+func TestErrorsDoNotQuoteBody(t *testing.T) {
+	const secret = "SECRET-TOKEN-xyz"
+	f := newIssuer(t, response{body: secret})
+	d := newDiscoveryIssuer(t, "", `{"keys":[]}`)
+	d.setDoc(response{body: secret})
+	raw := rawServer(t, secret+"\r\n\r\n")
+
+	for _, tc := range []struct {
+		name   string
+		lookup func(c *Cache) error
+	}{
+		{"key set", func(c *Cache) error {
+			_, err := c.Keys(t.Context(), f.URL+"/jwks", "a")
+			return err
+		}},
+		{"discovery document", func(c *Cache) error {
+			_, err := c.DiscoveredKeys(t.Context(), d.URL, "a")
+			return err
+		}},
+		{"not HTTP", func(c *Cache) error {
+			_, err := c.Keys(t.Context(), raw+"/jwks", "a")
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, logs, _ := newCache(t, newClock(), nil)
+			err := tc.lookup(c)
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("lookup: %v; want ErrUnavailable", err)
+			}
+			st := onlyStatus(t, c)
+			for what, text := range map[string]string{"error": err.Error(), "LastError": st.LastError, "log": logs.String()} {
+				if strings.Contains(text, "SECRET") || strings.Contains(text, "'S'") {
+					t.Errorf("%s quotes the response: %s", what, text)
+				}
+			}
+			if st.LastError == "" {
+				t.Error("no LastError")
+			}
+		})
+	}
+}
+
+func TestKeysCapped(t *testing.T) {
+	k := keysOnce()
+	var members []map[string]any
+	for i := range 150 {
+		members = append(members, jwk(t, k.ecA.Public(), fmt.Sprintf("k%03d", i), "", ""))
+	}
+	f := newIssuer(t, response{body: jwkSet(t, members...)})
+	c, logs, _ := newCache(t, newClock(), nil)
+
+	all, err := c.Keys(t.Context(), f.URL, "")
+	if err != nil || len(all) != maxKeys {
+		t.Fatalf("Keys() = %d keys, %v; want %d", len(all), err, maxKeys)
+	}
+	if keys, err := c.Keys(t.Context(), f.URL, "k099"); err != nil || len(keys) != 1 {
+		t.Errorf("Keys(k099) = %v, %v; want the key", kids(keys), err)
+	}
+	if keys, err := c.Keys(t.Context(), f.URL, "k100"); err != nil || len(keys) != 0 {
+		t.Errorf("Keys(k100) = %v, %v; want none", kids(keys), err)
+	}
+	if st := onlyStatus(t, c); st.Keys != maxKeys {
+		t.Errorf("Status.Keys = %d; want %d", st.Keys, maxKeys)
+	}
+	if !strings.Contains(logs.String(), "too many usable keys") {
+		t.Errorf("cap not logged: %s", logs.String())
+	}
+}
+
+func TestRSAModulusBound(t *testing.T) {
+	// Moduli that are not products of two primes: only their size matters
+	// here, and generating an 8192-bit key takes too long.
+	modulus := func(bits uint) *rsa.PublicKey {
+		n := new(big.Int).Lsh(big.NewInt(1), bits-1)
+		return &rsa.PublicKey{N: n.Or(n, big.NewInt(0xfffff1)), E: 65537}
+	}
+	f := newIssuer(t, response{body: jwkSet(t,
+		jwk(t, modulus(8192), "rsa-8192", "RS256", ""),
+		jwk(t, modulus(8193), "rsa-8193", "RS256", ""),
+		jwk(t, modulus(16384), "rsa-16384", "", ""),
+	)})
+	c, logs, _ := newCache(t, newClock(), nil)
+
+	keys, err := c.Keys(t.Context(), f.URL, "")
+	if err != nil || !slices.Equal(kids(keys), []string{"rsa-8192"}) {
+		t.Errorf("Keys() = %v, %v; want [rsa-8192]", kids(keys), err)
+	}
+	skipped := 0
+	for _, r := range logs.records(t) {
+		if r["msg"] == "jwks: key skipped" {
+			skipped++
+			if reason, _ := r["reason"].(string); !strings.Contains(reason, "bits") {
+				t.Errorf("skip reason %q", reason)
+			}
+		}
+	}
+	if skipped != 2 {
+		t.Errorf("%d keys skipped; want 2", skipped)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -207,17 +208,50 @@ func (s *Store) SyncTrust(_ context.Context, prefix string, ts []store.Trust) er
 	s.trustMu.Lock()
 	defer s.trustMu.Unlock()
 
+	// Change the relationships first and rebuild each issuer's key lists
+	// once at the end, so that the lock is held for O(n log n), not for a
+	// rebuild per relationship. Unchanged relationships are left alone.
+	touched := make(map[string]bool)
 	for id, old := range s.trusts {
 		if strings.HasPrefix(id, prefix) {
 			if _, kept := next[id]; !kept {
-				s.put(old, nil)
+				delete(s.trusts, id)
+				s.unindex(old)
+				touched[old.Issuer] = true
 			}
 		}
 	}
 	for id, t := range next {
-		s.put(s.trusts[id], t)
+		old, ok := s.trusts[id]
+		if ok && reflect.DeepEqual(old, t) {
+			continue
+		}
+		if ok {
+			s.unindex(old)
+			touched[old.Issuer] = true
+		}
+		s.trusts[id] = t
+		s.index(t)
+		touched[t.Issuer] = true
+	}
+	for issuer := range touched {
+		if idx := s.keys[issuer]; idx != nil {
+			idx.rebuild()
+		}
 	}
 	return nil
+}
+
+// rebuild recomputes every key list of the issuer. The caller holds
+// trustMu for writing.
+func (idx *issuerKeys) rebuild() {
+	idx.patterns = sortedTrusts(idx.patterned)
+	anyTrusts := sortedTrusts(idx.anySubject)
+	idx.any = newKeyList(anyTrusts)
+	clear(idx.subjects)
+	for subject, group := range idx.named {
+		idx.subjects[subject] = newKeyList(append(sortedTrusts(group), anyTrusts...))
+	}
 }
 
 // put replaces old (nil: none) with t (nil: none) in s.trusts and in the
