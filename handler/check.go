@@ -83,6 +83,10 @@ func (h *Handler) Check(ctx context.Context, req CheckRequest) *CheckResult {
 	if tk.Trust != nil {
 		res.TrustID = tk.Trust.ID
 	}
+	if err == nil && s.RequireClientAuth && req.ClientID == "" {
+		err = fosite.ErrInvalidClient.WithHint("Client authentication is required for this grant.").
+			WithDebug("The server's policy (require_client_auth) makes client authentication mandatory; give a client_id.")
+	}
 	if err == nil {
 		err = checkClients(tk.Trust, req.ClientID)
 	}

@@ -325,11 +325,7 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 			// trust that, whatever the backend.
 			continue
 		}
-		allowed := tk.Trust.Algorithms
-		if len(allowed) == 0 {
-			allowed = s.algorithms()
-		}
-		if !contains(allowed, a.alg) {
+		if !algAllowed(tk.Trust, s, a.alg) {
 			algRefused = true
 			continue
 		}
@@ -386,6 +382,21 @@ func (h *Handler) verify(ctx context.Context, a *assertion, s *Settings, now tim
 		reason = "the signature does not verify with any trusted key"
 	}
 	return store.TrustedKey{}, fosite.ErrInvalidGrant.WithHint(untrustedHint).WithDebug(reason)
+}
+
+// algAllowed reports whether alg may sign assertions of the relationship
+// t: it must be on the server's allow-list and, when t names algorithms,
+// on t's too, so that a relationship narrows the server's list and never
+// widens it. The one exception is HMAC, which the server's list never
+// holds and only a relationship with shared keys may name.
+func algAllowed(t *store.Trust, s *Settings, alg string) bool {
+	if len(t.Algorithms) == 0 {
+		return contains(s.algorithms(), alg)
+	}
+	if !contains(t.Algorithms, alg) {
+		return false
+	}
+	return strings.HasPrefix(alg, "HS") || contains(s.algorithms(), alg)
 }
 
 // verifyWith checks a's signature with k, if the assertion's "alg" fits k

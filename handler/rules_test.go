@@ -265,3 +265,23 @@ func TestLongSubjectRefused(t *testing.T) {
 		wantError(t, err, fosite.ErrInvalidGrant, fmt.Sprintf("The assertion's %q is longer than 1024 bytes", name))
 	}
 }
+
+func TestRelationshipAlgorithmsNarrowTheServerList(t *testing.T) {
+	tr := trust(rsaKey)
+	tr.Algorithms = []string{"PS512", "RS256"}
+	e := newEnv(t, &handler.Settings{Algorithms: []string{"RS256", "ES256"}}, tr)
+	_, _, err := e.token(grant(rsaKey.SignWith("PS512", map[string]interface{}{"kid": rsaKey.Public.KeyID}, e.claims())), nil)
+	wantError(t, err, fosite.ErrInvalidGrant, untrusted)
+	assert.Contains(t, fosite.ErrorToRFC6749Error(err).DebugField, `algorithm "PS512" is not allowed`)
+	_, _, err = e.token(grant(rsaKey.Sign(e.claims())), nil)
+	require.NoError(t, err, "RS256 is on both lists")
+}
+
+func TestCheckHonoursRequireClientAuth(t *testing.T) {
+	e := newEnv(t, &handler.Settings{RequireClientAuth: true}, trust(rsaKey))
+	res := e.handler.Check(context.Background(), handler.CheckRequest{Assertion: rsaKey.Sign(e.claims())})
+	require.NotNil(t, res.Err)
+	assert.Equal(t, "invalid_client", res.Err.ErrorField)
+	res = e.handler.Check(context.Background(), handler.CheckRequest{Assertion: rsaKey.Sign(e.claims()), ClientID: "svc"})
+	assert.Nil(t, res.Err)
+}

@@ -110,7 +110,7 @@ remote_keys:
   default_ttl: 1s
   min_ttl: 1s
   max_ttl: 1s
-  refetch_interval: 100ms
+  refetch_interval: 1s
   max_stale: 2s
 trust:
   - id: ci
@@ -154,7 +154,7 @@ func TestRemoteKeysRotation(t *testing.T) {
 	// Rotation: the issuer publishes B instead of A. B's unknown kid makes
 	// the server refetch at once; A is gone with the refreshed set.
 	iss.setKeys(keyB)
-	time.Sleep(150 * time.Millisecond) // past refetch_interval since the last fetch
+	time.Sleep(1050 * time.Millisecond) // past refetch_interval since the last fetch
 	requireToken(t, ts.token(t, grant(keyB.Sign(ciClaims(ts, iss.srv.URL, sub)))))
 	e := requireError(t, ts.token(t, grant(keyA.Sign(ciClaims(ts, iss.srv.URL, sub)))), http.StatusBadRequest, "invalid_grant")
 	assert.Contains(t, e.Description, "not signed by a key this server trusts")
@@ -219,7 +219,7 @@ func TestRemoteKeysIssuerDown(t *testing.T) {
 	assert.Less(t, iss.jwksHits.Load()-hits, int32(10), "a failing issuer is retried at most once per refetch_interval")
 
 	iss.setMode("ok")
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(1050 * time.Millisecond) // past refetch_interval since the last attempt
 	requireToken(t, ts.token(t, grant(assertion())))
 	assert.Equal(t, "ok", health(t, ts).state(iss.srv.URL+"/jwks"))
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v3"
@@ -222,13 +223,27 @@ var knownGrantTypes = []string{"client_credentials", "refresh_token", handler.Gr
 // file it names. Relative paths in it are read from the file's folder.
 // The configuration remembers path: Server.Reload reads it again.
 func LoadConfig(path string) (*Config, error) {
+	c, _, err := loadConfig(path)
+	return c, err
+}
+
+// loadConfig is LoadConfig. It also returns the files it read or tried to
+// read, with their hashes, even when it fails: a watch then knows which
+// files to look at for the change that fixes it.
+func loadConfig(path string) (*Config, fileHashes, error) {
 	c := &Config{path: path, dir: filepath.Dir(path)}
 	c.sources = fileHashes{}
 	data, err := c.sources.read(path)
 	if err != nil {
-		return nil, err
+		return nil, c.sources, err
 	}
-	return c.parse(data)
+	if emptyYAML(data) {
+		// A file caught truncated would otherwise mean "no relationships"
+		// and, on a reload, remove every configured one.
+		return nil, c.sources, fmt.Errorf("config: %s is empty", path)
+	}
+	next, err := c.parse(data)
+	return next, c.sources, err
 }
 
 // ParseConfig decodes YAML strictly (an unknown key is an error), reads
@@ -244,7 +259,13 @@ func (c *Config) parse(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var decodeErr error
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(c)
+	if err == nil {
+		if extra := dec.Decode(new(yaml.Node)); !errors.Is(extra, io.EOF) {
+			return nil, errors.New("config: the file holds more than one YAML document; give one")
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
 		// A type error (unknown key, wrong type) leaves the rest decoded:
 		// validate that too, so every problem is reported at once. A
 		// syntax error leaves nothing worth validating.
@@ -265,16 +286,55 @@ func (c *Config) parse(data []byte) (*Config, error) {
 type fileHashes map[string][sha256.Size]byte
 
 // read reads a file the configuration is built from and, when h is not
-// nil, records the SHA-256 of what it read.
+// nil, records the SHA-256 of what it read, or, when it cannot be read, a
+// value no content has, so that a watch notices when it can be.
 func (h fileHashes) read(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
+	if h != nil {
+		if err != nil {
+			h[path] = sha256.Sum256([]byte("\x00unreadable\x00" + err.Error()))
+		} else {
+			h[path] = sha256.Sum256(data)
+		}
+	}
+	return data, err
+}
+
+// MaxConfigFileBytes bounds every file the configuration is read from.
+const MaxConfigFileBytes = 4 << 20
+
+// readConfigFile reads a regular file of at most MaxConfigFileBytes. It
+// opens without blocking and checks the opened file, so that a FIFO or a
+// device (/dev/zero) put in a file's place fails at once instead of
+// hanging or exhausting memory, at start or during a reload.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	if h != nil {
-		h[path] = sha256.Sum256(data)
+	defer func() { _ = f.Close() }()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxConfigFileBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxConfigFileBytes)
 	}
 	return data, nil
+}
+
+// emptyYAML reports whether a YAML document holds nothing: no bytes, only
+// comments, or null.
+func emptyYAML(data []byte) bool {
+	var v any
+	return yaml.Unmarshal(data, &v) == nil && v == nil
 }
 
 // resolve returns path, read from dir when relative.
@@ -301,14 +361,20 @@ func (c *Config) readTrustFile() error {
 	if err != nil {
 		return fmt.Errorf("trust_file: %w", err)
 	}
+	if emptyYAML(data) {
+		return fmt.Errorf("trust_file: %s is empty; write [] for no relationships", c.trustFilePath)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var list []TrustConfig
 	err = dec.Decode(&list)
+	if err == nil {
+		if extra := dec.Decode(new(yaml.Node)); !errors.Is(extra, io.EOF) {
+			return fmt.Errorf("trust_file: %s holds more than one YAML document; give one list", c.trustFilePath)
+		}
+	}
 	var typeErr *yaml.TypeError
 	switch {
-	case errors.Is(err, io.EOF):
-		return fmt.Errorf("trust_file: %s is empty; write [] for no relationships", c.trustFilePath)
 	case errors.As(err, &typeErr):
 		c.fileTrust = list
 		return fmt.Errorf("trust_file: %s: %w", c.trustFilePath, err)
@@ -419,15 +485,24 @@ func (c *Config) Validate() error {
 	}{{"timeout", rk.Timeout}, {"default_ttl", rk.DefaultTTL}, {"min_ttl", rk.MinTTL}, {"max_ttl", rk.MaxTTL}, {"refetch_interval", rk.RefetchInterval}, {"max_stale", rk.MaxStale}} {
 		check(d.v < 0, "remote_keys.%s: must not be negative", d.name)
 	}
-	check(rk.Timeout > time.Minute, "remote_keys.timeout: must be at most 1m")
-	check(rk.MaxBytes < 0 || rk.MaxBytes > 16<<20, "remote_keys.max_bytes: must be between 1 and 16777216")
+	// Lower bounds too: a tiny refetch_interval or min_ttl would let
+	// strangers (random kids) make the server hammer an issuer.
+	between := func(name string, v, lo, hi time.Duration) {
+		check(v != 0 && (v < lo || v > hi), "remote_keys.%s: must be between %s and %s (or unset)", name, lo, hi)
+	}
+	between("timeout", rk.Timeout, 100*time.Millisecond, time.Minute)
+	between("refetch_interval", rk.RefetchInterval, time.Second, time.Hour)
+	between("min_ttl", rk.MinTTL, time.Second, 24*time.Hour)
+	between("max_ttl", rk.MaxTTL, time.Second, 7*24*time.Hour)
+	between("default_ttl", rk.DefaultTTL, time.Second, 7*24*time.Hour)
+	between("max_stale", rk.MaxStale, time.Second, 7*24*time.Hour)
+	check(rk.MaxBytes != 0 && (rk.MaxBytes < 1<<10 || rk.MaxBytes > 16<<20), "remote_keys.max_bytes: must be between 1024 and 16777216 (or unset)")
 	check(rk.MinTTL > 0 && rk.MaxTTL > 0 && rk.MinTTL > rk.MaxTTL, "remote_keys.min_ttl: must not exceed max_ttl")
-	check(rk.MaxStale > 7*24*time.Hour, "remote_keys.max_stale: must be at most 168h")
 
 	ti := c.TrustReload.Interval
 	check(ti < 100*time.Millisecond || ti > time.Hour, "trust_reload.interval: must be between 100ms and 1h")
 
-	if _, err := c.trusts(nil); err != nil {
+	if _, err := c.trusts(c.sources); err != nil {
 		errs = append(errs, flatten(err)...)
 	}
 	clientIDs := map[string]bool{}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"reflect"
 	"slices"
 	"time"
@@ -35,24 +34,47 @@ import (
 // stay as they were, and the error is returned. Reloads are serialised;
 // requests in flight are not disturbed.
 func (s *Server) Reload(ctx context.Context) error {
-	_, err := s.reload(ctx)
+	_, err := s.reload(ctx, nil)
 	return err
 }
 
-// reload is Reload. It also reports whether the failure was the store's,
-// which the same files may get past on a retry.
-func (s *Server) reload(ctx context.Context) (storeFailed bool, err error) {
+// errChangedWhileReading is reload's answer when the files it read are not
+// those the watch saw settle: they are being written; try again later.
+var errChangedWhileReading = errors.New("the files changed while they were read")
+
+// reload is Reload. When expect is not nil (a watch), the files read must
+// have the contents expect records. It also reports whether the failure
+// was the store's, or a file changing, which a retry may get past.
+func (s *Server) reload(ctx context.Context, expect fileHashes) (retry bool, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 
-	next, err := s.trustCfg.reread()
+	next, sources, err := s.trustCfg.reread()
 	var ts []store.Trust
 	applied := fileHashes{}
 	if err == nil {
 		maps.Copy(applied, next.sources)
 		ts, err = next.trusts(applied)
+		maps.Copy(sources, applied)
+	}
+	if err == nil {
+		for path, sum := range expect {
+			if got, ok := sources[path]; ok && got != sum {
+				return true, errChangedWhileReading
+			}
+		}
+	}
+	if err == nil && !reflect.DeepEqual(settingsOf(s.cfg)["store"], settingsOf(next)["store"]) {
+		// The file now describes another deployment (or was replaced by
+		// a default one): applying its relationships to this store would
+		// be a mistake, not a change.
+		err = errors.New("store: differs from the running configuration; restart to change the store")
+	}
+	if err == nil {
+		err = s.storeKidConflicts(ctx, ts)
 	}
 	if err != nil {
+		s.attempted = sources
 		s.logger.ErrorContext(ctx, "trust reload refused; the trust relationships in force are unchanged",
 			"errors", errorTexts(err))
 		return false, fmt.Errorf("reload: %w", err)
@@ -63,7 +85,7 @@ func (s *Server) reload(ctx context.Context) (storeFailed bool, err error) {
 		return !errors.Is(err, store.ErrInvalid), fmt.Errorf("reload: %w", err)
 	}
 	s.trustCfg = next
-	s.applied = applied
+	s.applied, s.attempted = applied, nil
 	s.logger.InfoContext(ctx, "trust relationships reloaded", "relationships", len(ts),
 		"config", next.path, "trust_file", next.trustFilePath)
 	if changed := changedSettings(s.cfg, next); len(changed) > 0 {
@@ -80,29 +102,29 @@ var errNothingToReload = errors.New("nothing to reload: the configuration was no
 // reread reads the configuration again from where c came from: its file
 // (LoadConfig), or else its trust file alone. SetListen's override is
 // applied to the result, as at start.
-func (c *Config) reread() (*Config, error) {
+func (c *Config) reread() (*Config, fileHashes, error) {
 	var next *Config
 	switch {
 	case c.path != "":
-		n, err := LoadConfig(c.path)
+		n, sources, err := loadConfig(c.path)
 		if err != nil {
-			return nil, err
+			return nil, sources, err
 		}
 		next = n
 	case c.TrustFile != "":
 		n := *c
 		n.sources = fileHashes{}
 		if err := errors.Join(n.readTrustFile(), n.Validate()); err != nil {
-			return nil, err
+			return nil, n.sources, err
 		}
 		next = &n
 	default:
-		return nil, c.reloadable()
+		return nil, fileHashes{}, c.reloadable()
 	}
 	if c.listenOverride != "" {
 		next.applyListen(c.listenOverride)
 	}
-	return next, nil
+	return next, maps.Clone(next.sources), nil
 }
 
 // changedSettings lists the top-level settings, the trust relationships
@@ -178,7 +200,8 @@ func (s *Server) Watch(ctx context.Context) error {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	// pending is the files' state at the previous tick, when it differed
-	// from what is in force; failed is a state whose reload was refused.
+	// from the baseline; failed is the state after a refused reload, which
+	// is not tried again until a file changes.
 	var pending, failed fileHashes
 	for {
 		select {
@@ -187,33 +210,51 @@ func (s *Server) Watch(ctx context.Context) error {
 		case <-ticker.C:
 		}
 		s.reloadMu.Lock()
-		applied := s.applied
+		watched := maps.Clone(s.applied)
+		maps.Copy(watched, s.attempted)
+		baseline := s.applied
 		s.reloadMu.Unlock()
-		now := hashFiles(slices.Collect(maps.Keys(applied)))
+		if failed != nil {
+			baseline = failed
+		}
+		now := hashFiles(slices.Collect(maps.Keys(watched)))
 		switch {
-		case maps.Equal(now, applied):
-			pending, failed = nil, nil
-			continue
-		case failed != nil && maps.Equal(now, failed):
+		case sameFiles(now, baseline):
+			pending = nil
 			continue
 		case pending == nil || !maps.Equal(now, pending):
 			// Changed since the last tick: wait until it settles.
 			pending = now
 			continue
 		}
-		storeFailed, err := s.reload(ctx)
+		retry, err := s.reload(ctx, now)
 		pending = nil
 		switch {
 		case err == nil:
 			failed = nil
-		case storeFailed:
-			// Try the same files again at the next tick.
-			failed = nil
-			pending = now
+		case retry:
+			// The store failed, or a file changed while it was read:
+			// try again at the next tick.
+			failed, pending = nil, now
 		default:
-			failed = now
+			s.reloadMu.Lock()
+			after := maps.Clone(s.applied)
+			maps.Copy(after, s.attempted)
+			s.reloadMu.Unlock()
+			failed = hashFiles(slices.Collect(maps.Keys(after)))
 		}
 	}
+}
+
+// sameFiles reports whether now matches base on every file of now that
+// base knows; files base does not know count as changed.
+func sameFiles(now, base fileHashes) bool {
+	for path, sum := range now {
+		if b, ok := base[path]; !ok || b != sum {
+			return false
+		}
+	}
+	return true
 }
 
 // reloadable returns errNothingToReload when Reload has no file to read.
@@ -229,7 +270,7 @@ func (c *Config) reloadable() error {
 func hashFiles(paths []string) fileHashes {
 	out := make(fileHashes, len(paths))
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		data, err := readConfigFile(p)
 		if err != nil {
 			out[p] = sha256.Sum256([]byte("\x00unreadable\x00" + err.Error()))
 			continue

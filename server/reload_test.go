@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,6 +253,15 @@ func TestReloadRefusesInvalidConfiguration(t *testing.T) {
 		{"config missing", "-", "", []string{"config.yaml"}},
 		{"another setting invalid", configYAML("listen: nowhere\n", rel("a", "A", "a")), "", []string{`listen: "nowhere"`}},
 		{"duplicate id", "", trustYAML(rel("b", "B", "b"), rel("a", "C", "c")), []string{`trust_file[1].id: "a" is used twice`}},
+		{"config empty", "\n", "", []string{"config.yaml is empty"}},
+		{"config only a comment", "# nothing here\n", "", []string{"is empty"}},
+		{"config null", "~\n", "", []string{"is empty"}},
+		{"config of another store", configYAML("store: {type: redis, redis: {addrs: [127.0.0.1:1]}}\ntoken_secret: 0123456789abcdef0123456789abcdef\n", rel("a", "A", "a")), "",
+			[]string{"store: differs from the running configuration"}},
+		{"config of two documents", goodConfig + "---\nissuer: https://other.example\n", "", []string{"more than one YAML document"}},
+		{"trust file null", "", "~\n", []string{"is empty; write [] for no relationships"}},
+		{"trust file of two documents", "", "[]\n---\n" + rel("b", "B", "b"), []string{"more than one YAML document"}},
+		{"trust file is a directory", "", "-dir", []string{"not a regular file"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newReloadFixture(t, goodConfig, goodTrust)
@@ -262,6 +272,10 @@ func TestReloadRefusesInvalidConfiguration(t *testing.T) {
 				case "":
 				case "-":
 					require.NoError(t, os.Remove(path))
+				case "-dir":
+					require.NoError(t, os.Remove(path))
+					require.NoError(t, os.Mkdir(path, 0o755))
+					t.Cleanup(func() { _ = os.Remove(path) })
 				default:
 					replaceFile(t, path, content)
 				}
@@ -284,6 +298,9 @@ func TestReloadRefusesInvalidConfiguration(t *testing.T) {
 			assert.Empty(t, f.logs.records(t, "INFO", "trust relationships reloaded"))
 
 			// The next valid reload applies.
+			if info, err := os.Stat(f.trust); err == nil && info.IsDir() {
+				require.NoError(t, os.Remove(f.trust))
+			}
 			replaceFile(t, f.config, goodConfig)
 			replaceFile(t, f.trust, trustYAML(rel("c", "C", "c")))
 			require.NoError(t, f.srv.Reload(t.Context()))
@@ -512,4 +529,62 @@ func TestWatch(t *testing.T) {
 		t.Fatal("Watch did not return after ctx was cancelled")
 	}
 	goleak.VerifyNone(t, before)
+}
+
+// A key file named before it exists: the reload is refused, and the watch
+// applies the set as soon as the file appears (a ConfigMap and a Secret
+// volume updated at different moments).
+func TestWatchNoticesTheFileThatFixesARefusedReload(t *testing.T) {
+	f := newReloadFixture(t, configYAML("trust_reload: {watch: true, interval: 100ms}\n", rel("a", "A", "a")), trustYAML(rel("b", "B", "b")))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Watch(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	replaceFile(t, f.trust, trustYAML(rel("b", "B", "b"), rel("n", "N", "new")))
+	waitFor(t, 2*time.Second, "refusal logged", func() bool { return len(f.logs.records(t, "ERROR", "trust reload refused")) > 0 })
+	f.check(t, expect{"B/b": 200})
+
+	writePublicPEM(t, f.dir, "new.pub", f.keys["c"])
+	waitFor(t, 3*time.Second, "N trusted once its key file exists", func() bool {
+		code, _ := tokenStatus(t.Context(), f.srv.Handler(), f.keys["c"], "N")
+		return code == http.StatusOK
+	})
+}
+
+// A FIFO or a device in a key file's place fails the reload at once
+// instead of blocking it (and, with it, shutdown) or filling memory.
+func TestReloadRefusesSpecialFiles(t *testing.T) {
+	f := newReloadFixture(t, configYAML("", rel("a", "A", "a")), trustYAML(rel("b", "B", "b")))
+	fifo := filepath.Join(f.dir, "fifo.pub")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	for _, name := range []string{fifo, "/dev/zero"} {
+		replaceFile(t, f.trust, trustYAML(rel("b", "B", "b"))+"  - {id: x, issuer: X, subject: s, keys: [{file: "+name+"}]}\n")
+		start := time.Now()
+		err := f.srv.Reload(t.Context())
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "not a regular file")
+		assert.Less(t, time.Since(start), time.Second)
+	}
+	f.check(t, expect{"A/a": 200, "B/b": 200})
+}
+
+// A configured relationship may not reuse, for other key material, a kid
+// of a relationship of the same issuer created through the admin API.
+func TestReloadRefusesKidOfAdminRelationship(t *testing.T) {
+	f := newReloadFixture(t, configYAML("", rel("a", "A", "a")), trustYAML())
+	k := f.keys["b"].Public
+	k.KeyID = "shared"
+	_, err := f.srv.Store().CreateTrust(t.Context(), store.Trust{ID: "admin-1", Issuer: "A", Subject: "t", Keys: []jose.JSONWebKey{k}})
+	require.NoError(t, err)
+	other := f.keys["c"].Public
+	other.KeyID = "shared"
+	b, err := other.MarshalJSON()
+	require.NoError(t, err)
+	replaceFile(t, f.trust, "  - {id: x, issuer: A, subject: u, keys: [{jwk: "+string(b)+"}]}\n")
+	err = f.srv.Reload(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `kid "shared" is also used by trust relationship "admin-1"`)
+	assert.Equal(t, []string{"admin-1", "cfg-a"}, f.ids(t))
 }

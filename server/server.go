@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type Server struct {
 	// force: cfg, or the one the last successful Reload read. Only its
 	// trust relationships and files are used.
 	trustCfg *Config
+	// attempted maps the files the last refused reload read or tried to
+	// read, so that Watch notices the change that fixes it.
+	attempted fileHashes
 	// applied maps the files trustCfg was read from to the SHA-256 of
 	// their content then (see Watch).
 	applied fileHashes
@@ -233,6 +237,9 @@ func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 		applied = fileHashes{}
 	}
 	ts, err := s.cfg.trusts(applied)
+	if err == nil {
+		err = s.storeKidConflicts(ctx, ts)
+	}
 	if err != nil {
 		return fmt.Errorf("trust: %w", err)
 	}
@@ -241,6 +248,38 @@ func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 	}
 	s.applied = applied
 	return nil
+}
+
+// storeKidConflicts reports the kids that a configured relationship uses
+// for other key material than a relationship of the same issuer created
+// through the admin API: an assertion's kid would pick keys of both. (The
+// admin API refuses the converse.)
+func (s *Server) storeKidConflicts(ctx context.Context, ts []store.Trust) error {
+	all, err := s.store.ListTrust(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, other := range all {
+		if strings.HasPrefix(other.ID, ConfigTrustPrefix) {
+			continue
+		}
+		for i := range ts {
+			if ts[i].Issuer != other.Issuer {
+				continue
+			}
+			for j := range ts[i].Keys {
+				k := &ts[i].Keys[j]
+				for m := range other.Keys {
+					if other.Keys[m].KeyID == k.KeyID && !sameKey(&other.Keys[m], k) {
+						errs = append(errs, fmt.Errorf("%s: kid %q is also used by trust relationship %q (admin API) of issuer %q for a different key; give one of them another kid",
+							ts[i].ID, k.KeyID, other.ID, other.Issuer))
+					}
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // loadAttempts bounds the retries of a configured client's create.

@@ -40,6 +40,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageErrorf(false, "serve: -log-level: %v", err)
 	}
+	// SIGHUP asks for a reload; until the server can reload, and after it
+	// stops, it must not kill the process (Go's default for SIGHUP). One
+	// that arrives during start is applied once the server is up.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	// go-redis logs connection failures through a global logger of its own;
 	// send them to ours, as JSON at warning level.
@@ -68,7 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer func() { _ = srv.Close() }()
 	// Registered after srv.Close, so it runs before: reloads end first.
-	stopReloads := startReloads(ctx, srv, cfg, logger)
+	stopReloads := startReloads(ctx, srv, cfg, logger, hup)
 	defer stopReloads()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -95,15 +101,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// startReloads reloads the trust relationships on SIGHUP and, when
-// trust_reload.watch is on, when their files change (server.Watch). The
-// function it returns stops both and waits for them; a reload under way
-// finishes first. SIGINT and SIGTERM are left to main.
-func startReloads(ctx context.Context, srv *server.Server, cfg *server.Config, logger *slog.Logger) (stop func()) {
+// startReloads reloads the trust relationships on each SIGHUP received on
+// hup and, when trust_reload.watch is on, when their files change
+// (server.Watch). The function it returns stops both and waits for them; a
+// reload under way finishes first (files are read without blocking, so it
+// does). SIGINT and SIGTERM are left to main.
+func startReloads(ctx context.Context, srv *server.Server, cfg *server.Config, logger *slog.Logger, hup <-chan os.Signal) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	wg.Go(func() {
 		for {
 			select {
@@ -125,7 +130,6 @@ func startReloads(ctx context.Context, srv *server.Server, cfg *server.Config, l
 		})
 	}
 	return func() {
-		signal.Stop(hup)
 		cancel()
 		wg.Wait()
 	}
