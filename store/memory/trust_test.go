@@ -77,16 +77,16 @@ func TestTrustedKeysResultIsClipped(t *testing.T) {
 }
 
 // BenchmarkTrustedKeys shows that the lookup cost does not depend on the
-// number of relationships.
+// number of relationships (issue 5: flat within 10% from 1 to 100,000).
 func BenchmarkTrustedKeys(b *testing.B) {
-	for _, n := range []int{10, 10_000} {
+	for _, n := range []int{1, 1_000, 100_000} {
 		b.Run(fmt.Sprint(n, "-relationships"), func(b *testing.B) {
 			s := New()
 			fill(b, s, n)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				_, _ = s.TrustedKeys(b.Context(), "https://issuer.example", "sub-5", "k5")
+				_, _ = s.TrustedKeys(b.Context(), "https://issuer.example", "sub-0", "k0")
 			}
 		})
 	}
