@@ -540,7 +540,10 @@ func TestWatchNoticesTheFileThatFixesARefusedReload(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- f.srv.Watch(ctx) }()
-	defer func() { cancel(); _ = <-done }()
+	defer func() {
+		cancel()
+		assert.NoError(t, <-done)
+	}()
 
 	replaceFile(t, f.trust, trustYAML(rel("b", "B", "b"), rel("n", "N", "new")))
 	waitFor(t, 2*time.Second, "refusal logged", func() bool { return len(f.logs.records(t, "ERROR", "trust reload refused")) > 0 })
