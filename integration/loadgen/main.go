@@ -49,6 +49,8 @@ func main() {
 			os.Exit(serveMain(targetOurs, os.Args[2:], os.Stdout, os.Stderr))
 		case cmdServeStock:
 			os.Exit(serveMain(targetStock, os.Args[2:], os.Stdout, os.Stderr))
+		case cmdSummary:
+			os.Exit(summaryMain(os.Args[2:], os.Stdout, os.Stderr))
 		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -102,6 +103,14 @@ func serveMain(target string, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "loadgen %s: %v\n", target, err)
 		return 1
+	}
+	if path := os.Getenv("LOADGEN_CPUPROFILE"); path != "" {
+		// For profiling a server under load (see README, Performance);
+		// off in every measured run.
+		f, err := os.Create(path + "." + target)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
 	}
 	_, _ = fmt.Fprintf(stdout, "%s%s\n", listenLinePrefix, ln.Addr())
 	if err := serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
