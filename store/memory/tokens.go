@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -19,20 +20,76 @@ const (
 	refreshToken
 )
 
-// session is one stored token session.
+func (k tokenKind) String() string {
+	if k == refreshToken {
+		return "refresh"
+	}
+	return "access"
+}
+
+// session is one stored token session. The requester is kept encoded
+// (see codec.go) in one string that also holds the signature and request
+// ID the indexes are keyed by: a session is two allocations with three
+// pointers for the garbage collector to follow, whatever the requester,
+// and nothing of the caller's.
 type session struct {
-	kind      tokenKind
-	signature string
-	requestID string
-	req       fosite.Requester
+	// enc is the signature, the request ID, then the encoded requester.
+	enc string
+	// prev and next link the sessions of one request ID, the first of
+	// which tokenStore.byRequest holds.
+	prev, next *session
 	// expires is the token's expiry in unix nanoseconds; 0 means none.
 	expires int64
+	// heapIndex is the session's position in tokenStore.expiry, or -1.
+	heapIndex     int
+	sigLen, idLen uint32
+	kind          tokenKind
 	// inactive marks a refresh token that was rotated or revoked. It is
 	// kept, not deleted, so that fosite can detect its reuse (RFC 6819
 	// §5.2.2.3) and revoke the whole grant.
 	inactive bool
-	// heapIndex is the session's position in tokenStore.expiry, or -1.
-	heapIndex int
+}
+
+// newSession encodes req into a session; it needs no lock.
+func newSession(kind tokenKind, signature string, req fosite.Requester) (*session, error) {
+	if req == nil {
+		return nil, errors.New("memory: token session: requester is nil")
+	}
+	id := req.GetID()
+	if uint64(len(signature)) > math.MaxUint32 || uint64(len(id)) > math.MaxUint32 {
+		return nil, errors.New("memory: token session: signature or request ID too long")
+	}
+	enc, err := encodeSession(signature, id, req)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %s token session: %w", kind, err)
+	}
+	s := &session{enc: enc, sigLen: uint32(len(signature)), idLen: uint32(len(id)), kind: kind, heapIndex: -1}
+	// After encoding, as store/redis does: DefaultSession.GetExpiresAt
+	// makes a nil ExpiresAt map empty.
+	if sess := req.GetSession(); sess != nil {
+		tokenType := fosite.AccessToken
+		if kind == refreshToken {
+			tokenType = fosite.RefreshToken
+		}
+		if exp := sess.GetExpiresAt(tokenType); !exp.IsZero() {
+			s.expires = unixNano(exp)
+		}
+	}
+	return s, nil
+}
+
+func (s *session) signature() string { return s.enc[:s.sigLen] }
+
+func (s *session) requestID() string { return s.enc[s.sigLen : s.sigLen+s.idLen] }
+
+// requester decodes the stored requester, with its session decoded into
+// the prototype fosite passes.
+func (s *session) requester(prototype fosite.Session) (fosite.Requester, error) {
+	req, err := decodeRequest(s.enc[s.sigLen+s.idLen:], s.requestID(), prototype)
+	if err != nil {
+		return nil, fmt.Errorf("memory: %s token session: %w", s.kind, err)
+	}
+	return req, nil
 }
 
 func (s *session) expired(now int64) bool {
@@ -46,9 +103,11 @@ type tokenStore struct {
 	mu      sync.RWMutex
 	access  map[string]*session
 	refresh map[string]*session
-	// byRequest indexes sessions by request ID, so that revoking a grant
-	// costs O(its tokens) instead of a scan.
-	byRequest map[string]map[*session]struct{}
+	// byRequest indexes sessions by request ID, the first of a list linked
+	// through the sessions, so that revoking a grant costs O(its tokens)
+	// instead of a scan. Its keys, like those of access and refresh, are
+	// substrings of the sessions' enc.
+	byRequest map[string]*session
 	// expiry orders the sessions that have an expiry, soonest first.
 	expiry sessionHeap
 }
@@ -56,7 +115,7 @@ type tokenStore struct {
 func (ts *tokenStore) init() {
 	ts.access = make(map[string]*session)
 	ts.refresh = make(map[string]*session)
-	ts.byRequest = make(map[string]map[*session]struct{})
+	ts.byRequest = make(map[string]*session)
 }
 
 func (ts *tokenStore) table(kind tokenKind) map[string]*session {
@@ -69,47 +128,56 @@ func (ts *tokenStore) table(kind tokenKind) map[string]*session {
 // create stores req under signature, replacing any session stored there.
 // The caller holds mu for writing.
 func (ts *tokenStore) create(kind tokenKind, signature string, req fosite.Requester, now int64) error {
-	if req == nil {
-		return errors.New("memory: token session: requester is nil")
+	s, err := newSession(kind, signature, req)
+	if err != nil {
+		return err
 	}
+	ts.insert(s, now)
+	return nil
+}
+
+// insert stores s, replacing any session stored under its signature. The
+// caller holds mu for writing.
+func (ts *tokenStore) insert(s *session, now int64) {
 	ts.sweep(now)
-	if old, ok := ts.table(kind)[signature]; ok {
+	table := ts.table(s.kind)
+	if old, ok := table[s.signature()]; ok {
 		ts.remove(old)
 	}
-
-	s := &session{kind: kind, signature: signature, requestID: req.GetID(), req: req, heapIndex: -1}
-	if sess := req.GetSession(); sess != nil {
-		tokenType := fosite.AccessToken
-		if kind == refreshToken {
-			tokenType = fosite.RefreshToken
+	table[s.signature()] = s
+	// s goes second in its request's list, so that the first, whose
+	// request ID the map key is, stays.
+	if first := ts.byRequest[s.requestID()]; first != nil {
+		s.prev, s.next = first, first.next
+		if first.next != nil {
+			first.next.prev = s
 		}
-		if exp := sess.GetExpiresAt(tokenType); !exp.IsZero() {
-			s.expires = unixNano(exp)
-		}
+		first.next = s
+	} else {
+		ts.byRequest[s.requestID()] = s
 	}
-
-	ts.table(kind)[signature] = s
-	set := ts.byRequest[s.requestID]
-	if set == nil {
-		set = make(map[*session]struct{}, 2)
-		ts.byRequest[s.requestID] = set
-	}
-	set[s] = struct{}{}
 	if s.expires != 0 {
 		heap.Push(&ts.expiry, s)
 	}
-	return nil
 }
 
 // remove forgets s entirely. The caller holds mu for writing.
 func (ts *tokenStore) remove(s *session) {
-	delete(ts.table(s.kind), s.signature)
-	if set := ts.byRequest[s.requestID]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(ts.byRequest, s.requestID)
-		}
+	delete(ts.table(s.kind), s.signature())
+	switch {
+	case s.prev != nil:
+		s.prev.next = s.next
+	case s.next != nil:
+		// Assigning replaces the key too, so the map does not keep s's
+		// enc alive.
+		ts.byRequest[s.next.requestID()] = s.next
+	default:
+		delete(ts.byRequest, s.requestID())
 	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	}
+	s.prev, s.next = nil, nil
 	if s.heapIndex >= 0 {
 		heap.Remove(&ts.expiry, s.heapIndex)
 	}
@@ -133,6 +201,18 @@ func (ts *tokenStore) get(kind tokenKind, signature string, now int64) (*session
 	return s, true
 }
 
+// store encodes req, then stores it under signature with the lock held.
+func (ts *tokenStore) store(kind tokenKind, signature string, req fosite.Requester) error {
+	s, err := newSession(kind, signature, req)
+	if err != nil {
+		return err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.insert(s, time.Now().UnixNano())
+	return nil
+}
+
 func (ts *tokenStore) delete(kind tokenKind, signature string) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -146,17 +226,19 @@ func (ts *tokenStore) delete(kind tokenKind, signature string) {
 // revokeAccess deletes the access tokens of a request. The caller holds mu
 // for writing.
 func (ts *tokenStore) revokeAccess(requestID string) {
-	for s := range ts.byRequest[requestID] {
+	for s := ts.byRequest[requestID]; s != nil; {
+		next := s.next
 		if s.kind == accessToken {
 			ts.remove(s)
 		}
+		s = next
 	}
 }
 
 // revokeRefresh marks the refresh tokens of a request inactive. The caller
 // holds mu for writing.
 func (ts *tokenStore) revokeRefresh(requestID string) {
-	for s := range ts.byRequest[requestID] {
+	for s := ts.byRequest[requestID]; s != nil; s = s.next {
 		if s.kind == refreshToken {
 			s.inactive = true
 		}
@@ -202,23 +284,23 @@ func notFound(kind string) error {
 // (GetSession().GetExpiresAt(fosite.AccessToken)); a session without one
 // is kept until deleted or revoked.
 func (s *Store) CreateAccessTokenSession(_ context.Context, signature string, req fosite.Requester) error {
-	s.tokens.mu.Lock()
-	defer s.tokens.mu.Unlock()
-	return s.tokens.create(accessToken, signature, req, time.Now().UnixNano())
+	return s.tokens.store(accessToken, signature, req)
 }
 
 // GetAccessTokenSession implements oauth2.AccessTokenStorage. It returns
-// the requester as stored, or fosite.ErrNotFound when there is none or it
-// has expired.
-func (s *Store) GetAccessTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+// a copy of the requester stored, with its session decoded into session (a
+// fosite.DefaultSession when nil), or fosite.ErrNotFound when there is
+// none or it has expired.
+func (s *Store) GetAccessTokenSession(_ context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	s.tokens.mu.RLock()
-	defer s.tokens.mu.RUnlock()
-
 	sess, ok := s.tokens.get(accessToken, signature, time.Now().UnixNano())
+	s.tokens.mu.RUnlock()
 	if !ok {
 		return nil, notFound("access")
 	}
-	return sess.req, nil
+	// sess stays as it is once stored but for inactive, so that it is
+	// decoded outside the lock.
+	return sess.requester(session)
 }
 
 // DeleteAccessTokenSession implements oauth2.AccessTokenStorage. Deleting
@@ -235,27 +317,30 @@ func (s *Store) DeleteAccessTokenSession(_ context.Context, signature string) er
 // until deleted. The access signature is not needed: revocation goes by
 // request ID.
 func (s *Store) CreateRefreshTokenSession(_ context.Context, signature, _ string, req fosite.Requester) error {
-	s.tokens.mu.Lock()
-	defer s.tokens.mu.Unlock()
-	return s.tokens.create(refreshToken, signature, req, time.Now().UnixNano())
+	return s.tokens.store(refreshToken, signature, req)
 }
 
-// GetRefreshTokenSession implements oauth2.RefreshTokenStorage. For a
-// rotated or revoked token it returns the requester together with
-// fosite.ErrInactiveToken, which is how fosite's refresh handler detects
-// reuse; for an unknown or expired one, fosite.ErrNotFound.
-func (s *Store) GetRefreshTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage, returning
+// the requester as GetAccessTokenSession does. For a rotated or revoked
+// token it returns the requester together with fosite.ErrInactiveToken,
+// which is how fosite's refresh handler detects reuse; for an unknown or
+// expired one, fosite.ErrNotFound.
+func (s *Store) GetRefreshTokenSession(_ context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	s.tokens.mu.RLock()
-	defer s.tokens.mu.RUnlock()
-
 	sess, ok := s.tokens.get(refreshToken, signature, time.Now().UnixNano())
+	inactive := ok && sess.inactive
+	s.tokens.mu.RUnlock()
 	if !ok {
 		return nil, notFound("refresh")
 	}
-	if sess.inactive {
-		return sess.req, fmt.Errorf("memory: refresh token session: %w", fosite.ErrInactiveToken)
+	req, err := sess.requester(session)
+	if err != nil {
+		return nil, err
 	}
-	return sess.req, nil
+	if inactive {
+		return req, fmt.Errorf("memory: refresh token session: %w", fosite.ErrInactiveToken)
+	}
+	return req, nil
 }
 
 // DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
@@ -284,7 +369,7 @@ func (s *Store) RotateRefreshToken(_ context.Context, requestID, refreshTokenSig
 	defer s.tokens.mu.Unlock()
 
 	sess, ok := s.tokens.get(refreshToken, refreshTokenSignature, time.Now().UnixNano())
-	if !ok || sess.requestID != requestID {
+	if !ok || sess.requestID() != requestID {
 		return notFound("refresh")
 	}
 	if sess.inactive {

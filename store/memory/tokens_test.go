@@ -1,14 +1,18 @@
 package memory
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/ory/fosite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/text/language"
 )
 
 func request(id string, accessExp time.Time) fosite.Requester {
@@ -25,8 +29,36 @@ func checkHeap(t *testing.T, ts *tokenStore) {
 		if i > 0 {
 			require.LessOrEqual(t, ts.expiry[(i-1)/2].expires, s.expires)
 		}
-		require.Same(t, s, ts.table(s.kind)[s.signature], "a queued session is stored")
+		require.Same(t, s, ts.table(s.kind)[s.signature()], "a queued session is stored")
 	}
+}
+
+// requestSessions lists the sessions linked from first.
+func requestSessions(first *session) []*session {
+	var l []*session
+	for s := first; s != nil; s = s.next {
+		l = append(l, s)
+	}
+	return l
+}
+
+// checkIndex verifies that every stored session is linked once, from the
+// list of its request, and that the lists hold nothing else.
+func checkIndex(t *testing.T, ts *tokenStore) {
+	t.Helper()
+	linked := 0
+	for id, first := range ts.byRequest {
+		require.Nil(t, first.prev, "a list starts at the map")
+		for s := first; s != nil; s = s.next {
+			require.Equal(t, id, s.requestID())
+			require.Same(t, s, ts.table(s.kind)[s.signature()], "a linked session is stored")
+			if s.next != nil {
+				require.Same(t, s, s.next.prev)
+			}
+			linked++
+		}
+	}
+	require.Equal(t, len(ts.access)+len(ts.refresh), linked, "every stored session is linked once")
 }
 
 func TestTokenSweepForgetsExpiredSessions(t *testing.T) {
@@ -50,7 +82,7 @@ func TestTokenSweepForgetsExpiredSessions(t *testing.T) {
 	}
 	assert.Len(t, ts.access, n, "only the new sessions remain")
 	assert.Len(t, ts.byRequest, 1, "the request index forgets them too")
-	assert.Len(t, ts.byRequest["new"], n)
+	assert.Len(t, requestSessions(ts.byRequest["new"]), n)
 	checkHeap(t, &ts)
 }
 
@@ -69,6 +101,250 @@ func TestTokenHeapStaysConsistent(t *testing.T) {
 			ts.revokeAccess(fmt.Sprint("req-", rng.IntN(50)))
 		}
 		checkHeap(t, &ts)
+		checkIndex(t, &ts)
 	}
 	assert.Len(t, ts.expiry, len(ts.access), "every session with an expiry is queued once")
+}
+
+// TestTokenIndexStaysConsistent mixes both kinds of tokens, replacements,
+// deletions, revocations and rotations, and checks the request lists after
+// each.
+func TestTokenIndexStaysConsistent(t *testing.T) {
+	var ts tokenStore
+	ts.init()
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Unix(1_000_000, 0)
+	for i := range 2000 {
+		kind := tokenKind(rng.IntN(2))
+		exp := base.Add(time.Duration(1+rng.IntN(1000)) * time.Second)
+		r := request(fmt.Sprint("req-", rng.IntN(40)), exp)
+		r.GetSession().SetExpiresAt(fosite.RefreshToken, exp)
+		now := base.Add(time.Duration(i/4) * time.Second).UnixNano()
+		require.NoError(t, ts.create(kind, fmt.Sprint("sig-", rng.IntN(200)), r, now))
+		switch rng.IntN(8) {
+		case 0:
+			ts.delete(tokenKind(rng.IntN(2)), fmt.Sprint("sig-", rng.IntN(200)))
+		case 1:
+			ts.revokeAccess(fmt.Sprint("req-", rng.IntN(40)))
+		case 2:
+			ts.revokeRefresh(fmt.Sprint("req-", rng.IntN(40)))
+		}
+		checkHeap(t, &ts)
+		checkIndex(t, &ts)
+	}
+}
+
+// fullRequest is a requester with every field the store keeps set.
+func fullRequest(exp time.Time) *fosite.Request {
+	r := fosite.NewRequest()
+	r.ID = "req-full"
+	r.RequestedAt = time.Date(2025, 3, 4, 5, 6, 7, 890, time.UTC)
+	r.Client = &fosite.DefaultClient{
+		ID:            "client-1",
+		Secret:        []byte("hash"),
+		RedirectURIs:  []string{"https://client.example/cb"},
+		GrantTypes:    []string{"urn:ietf:params:oauth:grant-type:jwt-bearer", "refresh_token"},
+		ResponseTypes: []string{"token"},
+		Scopes:        []string{"read", "write", "admin"},
+		Audience:      []string{"https://api.example"},
+		Public:        false,
+	}
+	r.RequestedScope = fosite.Arguments{"read", "write"}
+	r.GrantedScope = fosite.Arguments{"read"}
+	r.RequestedAudience = fosite.Arguments{"https://api.example"}
+	r.GrantedAudience = fosite.Arguments{"https://api.example"}
+	r.Form = url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "scope": {"read write"}, "x": {"1", "2"}}
+	r.Lang = language.German
+	r.Session = &fosite.DefaultSession{
+		ExpiresAt: map[fosite.TokenType]time.Time{fosite.AccessToken: exp, fosite.RefreshToken: exp.Add(time.Hour)},
+		Username:  "alice",
+		Subject:   "system:serviceaccount:prod:api",
+		Extra:     map[string]any{"tenant": "t1", "n": 2.5},
+	}
+	return r
+}
+
+// wantRequest is what a store gives back for fullRequest: the client's
+// identity without its secret.
+func wantRequest(exp time.Time) *fosite.Request {
+	r := fullRequest(exp)
+	c := *r.Client.(*fosite.DefaultClient)
+	c.Secret = nil
+	r.Client = &c
+	return r
+}
+
+func TestTokenSessionRoundTrip(t *testing.T) {
+	ctx := t.Context()
+	s := New()
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "at", fullRequest(exp)))
+	require.NoError(t, s.CreateRefreshTokenSession(ctx, "rt", "at", fullRequest(exp)))
+
+	prototype := &fosite.DefaultSession{}
+	got, err := s.GetAccessTokenSession(ctx, "at", prototype)
+	require.NoError(t, err)
+	assert.Equal(t, wantRequest(exp), got)
+	assert.Same(t, prototype, got.GetSession(), "the session is decoded into the prototype")
+
+	got, err = s.GetRefreshTokenSession(ctx, "rt", nil)
+	require.NoError(t, err)
+	assert.Equal(t, wantRequest(exp), got, "a nil prototype gets a fosite.DefaultSession")
+	assert.True(t, exp.Add(time.Hour).Equal(got.GetSession().GetExpiresAt(fosite.RefreshToken)))
+
+	// Each Get decodes anew: what one caller does to its requester is not
+	// seen by the next.
+	got.GetSession().SetExpiresAt(fosite.AccessToken, time.Time{})
+	got.(*fosite.Request).GrantedScope[0] = "changed"
+	got, err = s.GetRefreshTokenSession(ctx, "rt", nil)
+	require.NoError(t, err)
+	assert.Equal(t, wantRequest(exp), got)
+}
+
+// TestTokenSessionExpiryAsSetByHandler stores a session the way the
+// handler builds it, with SetExpiresAt, and checks that both expiries
+// survive, the store's own and the session's.
+func TestTokenSessionExpiryAsSetByHandler(t *testing.T) {
+	ctx := t.Context()
+	s := New()
+	now := time.Now()
+	sess := &fosite.DefaultSession{}
+	sess.SetSubject("alice")
+	sess.SetExpiresAt(fosite.AccessToken, now.UTC().Add(time.Hour).Truncate(time.Second))
+	sess.SetExpiresAt(fosite.RefreshToken, now.UTC().Add(24*time.Hour).Truncate(time.Second))
+	req := fosite.NewAccessRequest(sess)
+	req.SetID("req-1")
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "at", req.Sanitize(nil)))
+	require.NoError(t, s.CreateRefreshTokenSession(ctx, "rt", "at", req.Sanitize(nil)))
+
+	for _, get := range []func() (fosite.Requester, error){
+		func() (fosite.Requester, error) { return s.GetAccessTokenSession(ctx, "at", &fosite.DefaultSession{}) },
+		func() (fosite.Requester, error) { return s.GetRefreshTokenSession(ctx, "rt", &fosite.DefaultSession{}) },
+	} {
+		got, err := get()
+		require.NoError(t, err)
+		assert.Equal(t, sess.ExpiresAt, got.GetSession().(*fosite.DefaultSession).ExpiresAt)
+		assert.Equal(t, "alice", got.GetSession().GetSubject())
+	}
+	sessions := requestSessions(s.tokens.byRequest["req-1"])
+	require.Len(t, sessions, 2)
+	for _, ss := range sessions {
+		tt := fosite.AccessToken
+		if ss.kind == refreshToken {
+			tt = fosite.RefreshToken
+		}
+		assert.Equal(t, sess.ExpiresAt[tt].UnixNano(), ss.expires, "the store expires %s with its token", tt)
+	}
+}
+
+// TestTokenSessionNotAliased checks that the store keeps nothing of the
+// caller's requester: changing it after Create changes nothing stored.
+func TestTokenSessionNotAliased(t *testing.T) {
+	ctx := t.Context()
+	s := New()
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	req := fullRequest(exp)
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "at", req))
+
+	req.ID = "other"
+	req.GrantedScope[0] = "admin"
+	req.RequestedScope = append(req.RequestedScope, "more")
+	req.Form.Set("scope", "admin")
+	c := req.Client.(*fosite.DefaultClient)
+	c.ID = "client-2"
+	c.Scopes[0] = "changed"
+	sess := req.Session.(*fosite.DefaultSession)
+	sess.SetExpiresAt(fosite.AccessToken, exp.Add(time.Hour))
+	sess.Subject = "mallory"
+	sess.Extra["tenant"] = "t2"
+
+	got, err := s.GetAccessTokenSession(ctx, "at", nil)
+	require.NoError(t, err)
+	assert.Equal(t, wantRequest(exp), got)
+}
+
+// customSession is a session type other than fosite.DefaultSession, which
+// the store keeps as JSON.
+type customSession struct {
+	fosite.DefaultSession
+	Tenant string `json:"tenant"`
+}
+
+func TestTokenSessionOtherSessionTypes(t *testing.T) {
+	ctx := t.Context()
+	s := New()
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+
+	custom := &customSession{Tenant: "t1"}
+	custom.Subject = "alice"
+	custom.SetExpiresAt(fosite.AccessToken, exp)
+	req := fosite.NewRequest()
+	req.ID = "req-1"
+	req.Session = custom
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "custom", req))
+	got, err := s.GetAccessTokenSession(ctx, "custom", &customSession{})
+	require.NoError(t, err)
+	assert.Equal(t, custom, got.GetSession())
+
+	// A DefaultSession into another type of prototype: as JSON would.
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "default", request("req-2", exp)))
+	got, err = s.GetAccessTokenSession(ctx, "default", &customSession{Tenant: "kept"})
+	require.NoError(t, err)
+	want := &customSession{Tenant: "kept"}
+	want.ExpiresAt = map[fosite.TokenType]time.Time{fosite.AccessToken: exp}
+	assert.Equal(t, want, got.GetSession())
+
+	// No session at all: the prototype comes back as it was.
+	req = fosite.NewRequest()
+	req.ID = "req-3"
+	req.Session = nil
+	require.NoError(t, s.CreateAccessTokenSession(ctx, "none", req))
+	prototype := &fosite.DefaultSession{Subject: "kept"}
+	got, err = s.GetAccessTokenSession(ctx, "none", prototype)
+	require.NoError(t, err)
+	assert.Same(t, prototype, got.GetSession())
+	assert.Equal(t, &fosite.DefaultSession{Subject: "kept"}, prototype)
+}
+
+// BenchmarkCreateAccessTokenSession is the store's side of issuing an
+// access token: the requester of a jwt-bearer grant (benchRequest) stored
+// under a fresh signature. A ring of 4096 tokens is reused, so that the
+// store holds that many and each create replaces the oldest one.
+func BenchmarkCreateAccessTokenSession(b *testing.B) {
+	const ring = 4096
+	sigs := make([]string, ring)
+	reqs := make([]fosite.Requester, ring)
+	for i := range ring {
+		sigs[i] = fmt.Sprintf("0f6c5a1e8c9b4b1e9d3a0f6c5a1e8c9b4b1e9d3a%03d", i)
+		reqs[i] = benchRequest(i)
+	}
+	s := New()
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := s.CreateAccessTokenSession(ctx, sigs[i%ring], reqs[i%ring]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkTokenGC reports what a full garbage collection costs with
+// 100,000 live access tokens in the store (the requesters of
+// benchRequest), the work every GC cycle of a busy server repeats.
+func BenchmarkTokenGC(b *testing.B) {
+	const n = 100_000
+	s := New()
+	ctx := context.Background()
+	for i := range n {
+		if err := s.CreateAccessTokenSession(ctx, fmt.Sprintf("0f6c5a1e8c9b4b1e9d3a0f6c5a1e8c9b4b1e9d3a%06d", i), benchRequest(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	for b.Loop() {
+		runtime.GC()
+	}
+	runtime.KeepAlive(s)
 }
