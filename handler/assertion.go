@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
 	"github.com/ory/fosite"
 )
@@ -36,19 +36,36 @@ type claims struct {
 // int64 overflow they would cause) are refused rather than wrapped.
 const maxNumericDate = 253402300799
 
+var errClaimsNotObject = errors.New("the claims set is not a JSON object")
+
 // decodeClaims decodes the JWT claims set strictly: claim names are
 // case-sensitive (RFC 7519 §10.1; encoding/json alone would bind "ISS" or
 // "Scope"), each registered claim must have its RFC 7519 JSON type, and
 // NumericDates must be finite, non-negative numbers below the year 10000.
+//
+// It reads as encoding/json would (a repeated claim's last value counts),
+// with fast paths for plain strings and numbers: payload is scanned once,
+// and raw's values are slices of it.
 func decodeClaims(payload []byte, c *claims) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil {
-		return errors.New("the claims set is not a JSON object")
+	if !json.Valid(payload) {
+		return errClaimsNotObject
+	}
+	raw := make(map[string]json.RawMessage, 8)
+	isObject, err := jsonMembers(payload, stdUnquote, func(name string, v []byte) error {
+		raw[name] = v[:len(v):len(v)]
+		return nil
+	})
+	if err != nil || !isObject {
+		return errClaimsNotObject
 	}
 	c.raw = raw
 	str := func(name string, dst *string) error {
 		v, ok := raw[name]
 		if !ok || string(v) == "null" {
+			return nil
+		}
+		if s, ok := plainString(v); ok {
+			*dst = s
 			return nil
 		}
 		if err := json.Unmarshal(v, dst); err != nil {
@@ -62,7 +79,14 @@ func decodeClaims(payload []byte, c *claims) error {
 			return nil
 		}
 		var f float64
-		if err := json.Unmarshal(v, &f); err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
+		var err error
+		if c := v[0]; c == '-' || ('0' <= c && c <= '9') {
+			// What encoding/json does with a number for a float64.
+			f, err = strconv.ParseFloat(string(v), 64)
+		} else {
+			err = json.Unmarshal(v, &f)
+		}
+		if err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
 			return fmt.Errorf("%q must be a NumericDate (seconds since 1970, before year 10000)", name)
 		}
 		sec, frac := math.Modf(f)
@@ -83,16 +107,22 @@ func decodeClaims(payload []byte, c *claims) error {
 		}
 	}
 	if v, ok := raw["aud"]; ok && string(v) != "null" {
-		var aud jwt.Audience
-		if err := json.Unmarshal(v, &aud); err != nil {
-			return errors.New(`"aud" must be a string or an array of strings`)
+		if s, ok := plainString(v); ok {
+			c.Audience = []string{s}
+		} else {
+			var aud jwt.Audience
+			if err := json.Unmarshal(v, &aud); err != nil {
+				return errors.New(`"aud" must be a string or an array of strings`)
+			}
+			c.Audience = aud
 		}
-		c.Audience = aud
 	}
 	if v, ok := raw["scope"]; ok && string(v) != "null" {
-		var scope string
-		if err := json.Unmarshal(v, &scope); err != nil {
-			return errors.New(`"scope" must be a space-separated string`)
+		scope, ok := plainString(v)
+		if !ok {
+			if err := json.Unmarshal(v, &scope); err != nil {
+				return errors.New(`"scope" must be a space-separated string`)
+			}
 		}
 		c.Scope = &scope
 	}
@@ -105,17 +135,22 @@ var refusedTypes = []string{"at+jwt", "application/at+jwt", "client-authenticati
 
 // assertion is a parsed, not yet verified, JWT bearer assertion.
 type assertion struct {
-	jws    *jose.JSONWebSignature
 	alg    string
 	kid    string
 	claims claims
+	// signingInput is the JWS Signing Input, the header and payload parts
+	// as sent (canonical base64url) and the dot between them; signature is
+	// the decoded JWS Signature. verifyWith checks one against the other.
+	signingInput []byte
+	signature    []byte
 }
 
 // parseAssertion parses raw once, strictly: compact JWS serialization only
-// (go-jose v3 would also take the JSON serialization), bounded size, one
-// signature, no critical header extensions, bounded "kid", claims of the
-// right JSON types with "iss" and "sub" present. Nothing it returns is
-// trusted until verify succeeds.
+// (go-jose v3 would also take the JSON serialization) in canonical
+// base64url, bounded size, one signature, a protected header that go-jose
+// v3.0.5 would accept (parseJWSHeader), no critical header extensions,
+// bounded "kid", claims of the right JSON types with "iss" and "sub"
+// present. Nothing it returns is trusted until verify succeeds.
 func parseAssertion(raw string, maxSize int) (*assertion, error) {
 	if len(raw) > maxSize {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion is larger than the %d bytes this server accepts.", maxSize)
@@ -123,33 +158,32 @@ func parseAssertion(raw string, maxSize int) (*assertion, error) {
 	if !isCompactJWS(raw) {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must be a signed JWT in JWS compact serialization: three base64url parts separated by two dots.")
 	}
-	jws, err := jose.ParseSigned(raw)
+	jws, err := parseCompactJWS(raw)
 	if err != nil {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion could not be parsed as a signed JWT.").WithWrap(err).WithDebug(err.Error())
 	}
-	if len(jws.Signatures) != 1 {
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must carry exactly one signature.")
-	}
-	h := jws.Signatures[0].Protected
-	if _, ok := h.ExtraHeaders["crit"]; ok {
+	// The compact serialization carries exactly one signature and no
+	// unprotected header.
+	h := jws.header
+	if h.crit {
 		// RFC 7515 §4.1.11: unknown critical extensions make the JWS
 		// invalid. We implement none, b64 included (RFC 7797).
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header lists critical extensions (\"crit\") that this server does not support.")
 	}
-	if _, ok := h.ExtraHeaders["b64"]; ok {
+	if h.b64 {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header must not use the \"b64\" parameter.")
 	}
-	if h.Algorithm == "" {
+	if h.alg == "" {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header has no \"alg\".")
 	}
-	if len(h.KeyID) > maxIDLength {
+	if len(h.kid) > maxIDLength {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"kid\" is longer than %d bytes.", maxIDLength)
 	}
-	a := &assertion{jws: jws, alg: h.Algorithm, kid: h.KeyID}
-	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok && contains(refusedTypes, strings.ToLower(typ)) {
+	a := &assertion{alg: h.alg, kid: h.kid, signingInput: jws.signingInput, signature: jws.signature}
+	if typ := h.typ; contains(refusedTypes, strings.ToLower(typ)) {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"typ\" %q is another kind of JWT, not an authorization grant.", truncate(typ))
 	}
-	if err := decodeClaims(jws.UnsafePayloadWithoutVerification(), &a.claims); err != nil {
+	if err := decodeClaims(jws.payload, &a.claims); err != nil {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's claims are invalid: %s.", err.Error()).WithWrap(err)
 	}
 	if a.claims.Issuer == "" {
@@ -158,11 +192,11 @@ func parseAssertion(raw string, maxSize int) (*assertion, error) {
 	if a.claims.Subject == "" {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must contain a \"sub\" (subject) claim.")
 	}
-	for name, v := range map[string]string{"iss": a.claims.Issuer, "sub": a.claims.Subject} {
-		if len(v) > maxNameLength {
+	for _, claim := range [...]struct{ name, v string }{{"iss", a.claims.Issuer}, {"sub", a.claims.Subject}} {
+		if len(claim.v) > maxNameLength {
 			// Bounds the cost of matching subject patterns, and what the
 			// logs and the key index ever hold.
-			return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's %q is longer than %d bytes.", name, maxNameLength)
+			return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's %q is longer than %d bytes.", claim.name, maxNameLength)
 		}
 	}
 	return a, nil
@@ -180,7 +214,7 @@ func isCompactJWS(s string) bool {
 				return false
 			}
 			parts, partLen = parts+1, 0
-		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		case base64URLChar[c]:
 			partLen++
 		default:
 			return false
@@ -188,6 +222,15 @@ func isCompactJWS(s string) bool {
 	}
 	return parts == 3 && partLen > 0
 }
+
+// base64URLChar tells the characters of the base64url alphabet (RFC 4648
+// §5): A-Z, a-z, 0-9, '-' and '_'.
+var base64URLChar = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") {
+		t[c] = true
+	}
+	return t
+}()
 
 // algFitsKey reports whether the JWS algorithm alg can be used with key, so
 // that an RSA key can never verify an HMAC ("HS256 with the public key as the
@@ -197,6 +240,9 @@ func algFitsKey(alg string, key interface{}) bool {
 	case *rsa.PublicKey:
 		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
 	case *ecdsa.PublicKey:
+		if k == nil {
+			return false
+		}
 		switch k.Curve {
 		case elliptic.P256():
 			return alg == "ES256"

@@ -400,12 +400,15 @@ func algAllowed(t *store.Trust, s *Settings, alg string) bool {
 }
 
 // verifyWith checks a's signature with k, if the assertion's "alg" fits k
-// (its own "alg" when it names one, and its key type).
+// (its own "alg" when it names one, and its key type). The signature is
+// checked over the signing input as sent, with the standard library
+// (verifySignature); the key's own "alg", "use" and certificates are not
+// otherwise consulted, as with go-jose's Verify.
 func verifyWith(a *assertion, k *jose.JSONWebKey) (verified, fits bool) {
 	if (k.Algorithm != "" && k.Algorithm != a.alg) || !algFitsKey(a.alg, k.Key) {
 		return false, false
 	}
-	return a.jws.DetachedVerify(a.jws.UnsafePayloadWithoutVerification(), k) == nil, true
+	return verifySignature(a.alg, k.Key, a.signingInput, a.signature), true
 }
 
 // untrustedHint is the one hint for every failure to verify the signature.
