@@ -188,8 +188,19 @@ func (noAuthorizeCodes) InvalidateAuthorizeCodeSession(context.Context, string) 
 // invalidClientStrategy wraps fosite's client authentication so that every
 // failure is invalid_client (RFC 6749 §5.2), including credentials fosite
 // calls malformed.
+//
+// A request that carries no client credentials at all (the usual
+// jwt-bearer request) gets, without calling fosite, the error fosite's
+// strategy would give: fosite builds it with a stack trace, which cost
+// about 7% of the server's CPU per token.
 func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy {
-	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+	var strategy fosite.ClientAuthenticationStrategy
+	var noCredentials *fosite.RFC6749Error
+	strategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		if noCredentials != nil && !carriesClientCredentials(r, form) {
+			e := *noCredentials
+			return nil, &e
+		}
 		c, err := f.DefaultClientAuthenticationStrategy(ctx, r, form)
 		if errors.Is(err, store.ErrUnavailable) {
 			// The client could not be looked up: not the client's fault.
@@ -206,6 +217,29 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 		// invalid_request in the chain and answer 400.
 		return nil, fosite.ErrInvalidClient.WithHint(rfc.GetDescription()).WithDebug(rfc.DebugField)
 	}
+	// Ask the strategy once what it answers to no credentials.
+	empty := &http.Request{Header: http.Header{}}
+	if _, err := strategy(context.Background(), empty, url.Values{}); err != nil {
+		var rfc *fosite.RFC6749Error
+		if errors.As(err, &rfc) && rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+			noCredentials = rfc
+		}
+	}
+	return strategy
+}
+
+// carriesClientCredentials reports whether a token, introspection or
+// revocation request holds any form of client authentication.
+func carriesClientCredentials(r *http.Request, form url.Values) bool {
+	if _, ok := r.Header["Authorization"]; ok {
+		return true
+	}
+	for _, name := range []string{"client_id", "client_secret", "client_assertion", "client_assertion_type"} {
+		if _, ok := form[name]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // load puts the configured clients and trust relationships in the store.

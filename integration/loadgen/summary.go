@@ -234,8 +234,15 @@ func printSummary(w io.Writer, rows []summaryRow) {
 	_, _ = fmt.Fprint(w, "\n## make bench: summary\n\n")
 	_, _ = fmt.Fprintln(w, "| | measure | value | target | |")
 	_, _ = fmt.Fprintln(w, "|---|---|--:|--:|---|")
+	last := ""
 	for _, r := range rows {
 		value := strings.ReplaceAll(r.value, "NaN", "–")
-		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.section, r.measure, value, r.target, r.verdict)
+		section := r.section
+		if section == last {
+			section = ""
+		} else if section != "" {
+			last = section
+		}
+		_, _ = fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", section, r.measure, value, r.target, r.verdict)
 	}
 }
