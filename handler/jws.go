@@ -64,6 +64,10 @@ type jwsHeader struct {
 // parseCompactJWS splits raw at its two dots and decodes its three parts and
 // its header. raw must have passed isCompactJWS. The signing input, the
 // payload and the signature share one allocation.
+// maxHeaderEncoded bounds the base64url header: 8 KiB of JSON, far more
+// than any real JWS header (alg, kid, typ and perhaps an x5c chain).
+const maxHeaderEncoded = 8 << 10 * 4 / 3
+
 func parseCompactJWS(raw string) (*compactJWS, error) {
 	dot1 := strings.IndexByte(raw, '.')
 	if dot1 <= 0 {
@@ -78,6 +82,11 @@ func parseCompactJWS(raw string) (*compactJWS, error) {
 		return nil, errors.New("the JWS must have exactly three non-empty parts")
 	}
 	h, p, s := raw[:dot1], raw[dot1+1:dot2], raw[dot2+1:]
+	if len(h) > maxHeaderEncoded {
+		// Nothing of the header is trusted yet: bound what decoding it
+		// can cost, whatever the configured assertion size.
+		return nil, fmt.Errorf("the JWS header is longer than %d bytes", maxHeaderEncoded)
+	}
 	hn, pn, sn := b64url.DecodedLen(len(h)), b64url.DecodedLen(len(p)), b64url.DecodedLen(len(s))
 	buf := make([]byte, dot2+hn+pn+sn)
 	jws := &compactJWS{signingInput: buf[:dot2:dot2]}

@@ -966,6 +966,11 @@ func compareJWS(t testing.TB, raw string, k *jose.JSONWebKey) {
 	if !algFitsKey(ours.header.alg, k.Key) {
 		return
 	}
+	if ours.header.b64 || ours.header.crit {
+		// go-jose honours "b64": false (RFC 7797) even without "crit";
+		// parseAssertion refuses both, so such a token is never verified.
+		return
+	}
 	want := theirs.DetachedVerify(theirs.UnsafePayloadWithoutVerification(), k) == nil
 	if got := verifySignature(ours.header.alg, k.Key, ours.signingInput, ours.signature); got != want {
 		t.Fatalf("signature check differs for %q: new %v, go-jose %v", raw, got, want)

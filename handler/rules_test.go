@@ -285,3 +285,15 @@ func TestCheckHonoursRequireClientAuth(t *testing.T) {
 	res = e.handler.Check(context.Background(), handler.CheckRequest{Assertion: rsaKey.Sign(e.claims()), ClientID: "svc"})
 	assert.Nil(t, res.Err)
 }
+
+func TestHugeHeaderRefusedBeforeDecoding(t *testing.T) {
+	e := newEnv(t, &handler.Settings{MaxAssertionSize: 1 << 20}, trust(rsaKey))
+	header := map[string]interface{}{"kid": rsaKey.Public.KeyID, "pad": strings.Repeat("x", 9<<10)}
+	_, _, err := e.token(grant(rsaKey.SignWith("RS256", header, e.claims())), nil)
+	wantError(t, err, fosite.ErrInvalidGrant, "could not be parsed as a signed JWT")
+	assert.Contains(t, fosite.ErrorToRFC6749Error(err).DebugField, "header is longer than")
+
+	header["pad"] = strings.Repeat("x", 6<<10)
+	_, _, err = e.token(grant(rsaKey.SignWith("RS256", header, e.claims())), nil)
+	require.NoError(t, err, "a large but plausible header (an x5c chain, say) passes")
+}

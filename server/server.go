@@ -138,8 +138,8 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	settings.RemoteKeys = s.remote
 	strategy := compose.NewOAuth2HMACStrategy(fc)
 	provider := compose.Compose(fc, s.store, strategy,
-		compose.OAuth2ClientCredentialsGrantFactory,
-		compose.OAuth2RefreshTokenGrantFactory,
+		onlyIfHandles[*oauth2.ClientCredentialsGrantHandler](compose.OAuth2ClientCredentialsGrantFactory),
+		onlyIfHandles[*oauth2.RefreshTokenGrantHandler](compose.OAuth2RefreshTokenGrantFactory),
 		handler.NewFactory(settings),
 		introspectionFactory,
 		compose.OAuth2TokenRevocationFactory,
@@ -157,6 +157,40 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		s.admin = s.adminRoutes()
 	}
 	return s, nil
+}
+
+// onlyIfHandles wraps the factory of a token endpoint handler so that its
+// PopulateTokenEndpointResponse runs only for requests it handles. fosite
+// calls every handler's for every token request, and its own handlers
+// answer the others with an error carrying a stack trace, a cost paid
+// twice per token for nothing. The wrapper is generic because fosite
+// keeps one token endpoint handler per Go type: two wrappers of one type
+// would make it drop the second.
+func onlyIfHandles[T fosite.TokenEndpointHandler](f compose.Factory) compose.Factory {
+	return func(config fosite.Configurator, storage interface{}, strategy interface{}) interface{} {
+		return handlesOnly[T]{f(config, storage, strategy).(T)}
+	}
+}
+
+type handlesOnly[T fosite.TokenEndpointHandler] struct{ h T }
+
+func (w handlesOnly[T]) HandleTokenEndpointRequest(ctx context.Context, req fosite.AccessRequester) error {
+	return w.h.HandleTokenEndpointRequest(ctx, req)
+}
+
+func (w handlesOnly[T]) CanSkipClientAuth(ctx context.Context, req fosite.AccessRequester) bool {
+	return w.h.CanSkipClientAuth(ctx, req)
+}
+
+func (w handlesOnly[T]) CanHandleTokenEndpointRequest(ctx context.Context, req fosite.AccessRequester) bool {
+	return w.h.CanHandleTokenEndpointRequest(ctx, req)
+}
+
+func (w handlesOnly[T]) PopulateTokenEndpointResponse(ctx context.Context, req fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !w.h.CanHandleTokenEndpointRequest(ctx, req) {
+		return fosite.ErrUnknownRequest
+	}
+	return w.h.PopulateTokenEndpointResponse(ctx, req, resp)
 }
 
 // introspectionFactory is compose.OAuth2TokenIntrospectionFactory for a
