@@ -124,7 +124,66 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.accessError(w, r, ar, err)
 		return
 	}
-	s.provider.WriteAccessResponse(ctx, w, ar, resp)
+	if !writeTokenResponse(w, resp) {
+		s.provider.WriteAccessResponse(ctx, w, ar, resp)
+	}
+}
+
+// tokenBody is a token response with the members this server issues, in
+// the order json.Marshal gives a map's keys, so that it encodes to the
+// same bytes as fosite's WriteAccessResponse without a map's reflection
+// and sorting.
+type tokenBody struct {
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope"`
+	TokenType    string `json:"token_type"`
+}
+
+// writeTokenResponse writes resp as fosite's WriteAccessResponse would,
+// and reports whether it could: a response with any other member (or
+// another type) is left to fosite.
+func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool {
+	m := resp.ToMap()
+	var b tokenBody
+	var ok bool
+	for k, v := range m {
+		switch k {
+		case "access_token":
+			b.AccessToken, ok = v.(string)
+		case "token_type":
+			b.TokenType, ok = v.(string)
+		case "expires_in":
+			b.ExpiresIn, ok = v.(int64)
+		case "scope":
+			b.Scope, ok = v.(string)
+		case "refresh_token":
+			b.RefreshToken, ok = v.(string)
+			ok = ok && b.RefreshToken != ""
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, k := range []string{"access_token", "token_type", "expires_in", "scope"} {
+		if _, present := m[k]; !present {
+			return false
+		}
+	}
+	js, err := json.Marshal(&b)
+	if err != nil {
+		return false
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(js)
+	return true
 }
 
 // accessError writes a token endpoint error. invalid_client gets 401 with
