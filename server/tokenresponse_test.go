@@ -20,7 +20,10 @@ func TestWriteTokenResponseMatchesFosite(t *testing.T) {
 		build  func(r *fosite.AccessResponse)
 		handle bool
 	}{
-		{"plain", func(r *fosite.AccessResponse) { r.SetExpiresIn(time.Hour); r.SetScopes(fosite.Arguments{"read", "write"}) }, true},
+		{"plain", func(r *fosite.AccessResponse) {
+			r.SetExpiresIn(time.Hour)
+			r.SetScopes(fosite.Arguments{"read", "write"})
+		}, true},
 		{"no scope", func(r *fosite.AccessResponse) { r.SetExpiresIn(299 * time.Second); r.SetScopes(nil) }, true},
 		{"HTML characters escaped as fosite does", func(r *fosite.AccessResponse) {
 			r.SetExpiresIn(time.Minute)
