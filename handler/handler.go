@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -91,18 +92,28 @@ func (h *Handler) CanSkipClientAuth(ctx context.Context, requester fosite.Access
 	return !carriesClientCredentials(ctx, requester)
 }
 
-// carriesClientCredentials reports whether the request holds any form of
-// client authentication: an Authorization header, or client_id,
-// client_secret or client_assertion parameters.
+// carriesClientCredentials reports whether the token request holds any
+// form of client authentication (see CarriesClientCredentials).
 func carriesClientCredentials(ctx context.Context, requester fosite.AccessRequester) bool {
-	form := requester.GetRequestForm()
+	var header http.Header
+	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok {
+		header = r.Header
+	}
+	return CarriesClientCredentials(header, requester.GetRequestForm())
+}
+
+// CarriesClientCredentials reports whether a request with this header and
+// form holds any form of client authentication: an Authorization header,
+// or client_id, client_secret, client_assertion or client_assertion_type
+// parameters, even empty ones.
+func CarriesClientCredentials(header http.Header, form url.Values) bool {
+	if _, ok := header["Authorization"]; ok {
+		return true
+	}
 	for _, name := range []string{"client_id", "client_secret", "client_assertion", "client_assertion_type"} {
 		if _, ok := form[name]; ok {
 			return true
 		}
-	}
-	if r, ok := ctx.Value(fosite.RequestContextKey).(*http.Request); ok && r.Header.Get("Authorization") != "" {
-		return true
 	}
 	return false
 }

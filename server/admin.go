@@ -77,9 +77,7 @@ func (s *Server) AdminHandler() http.Handler {
 
 func (s *Server) adminRoutes() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
-	settings := s.cfg.Settings()
-	settings.RemoteKeys = s.remote
-	checker := &handler.Handler{Keys: s.store, Replay: s.store, Config: s.fosite, Settings: settings}
+	checker := &handler.Handler{Keys: s.store, Replay: s.store, Config: s.fosite, Settings: s.settings}
 	r.HandleFunc("/admin/trust/check", func(w http.ResponseWriter, r *http.Request) { s.adminCheck(w, r, checker) }).Methods(http.MethodPost)
 	r.HandleFunc("/admin/remote-keys", s.adminRemoteKeys).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/admin/trust", s.adminCreate).Methods(http.MethodPost)
@@ -215,25 +213,13 @@ func messages(err error) []string {
 	return out
 }
 
-// trustJSON is the wire form of store.Trust.
+// trustJSON is the wire form of store.Trust: the same members, except
+// that each key is a raw JWK (or {"pem": ...}) decoded and checked one by
+// one, and an unset expires_at is left out.
 type trustJSON struct {
-	ID                   string            `json:"id"`
-	Issuer               string            `json:"issuer"`
-	Subject              string            `json:"subject,omitempty"`
-	Subjects             []string          `json:"subjects,omitempty"`
-	SubjectPatterns      []string          `json:"subject_patterns,omitempty"`
-	AnySubject           bool              `json:"any_subject,omitempty"`
-	RequiredClaims       map[string]string `json:"required_claims,omitempty"`
-	Scopes               []string          `json:"scopes,omitempty"`
-	Algorithms           []string          `json:"algorithms,omitempty"`
-	Clients              []string          `json:"clients,omitempty"`
-	RequireJTI           *bool             `json:"require_jti,omitempty"`
-	MaxAssertionLifetime store.Duration    `json:"max_assertion_lifetime,omitempty"`
-	AccessTokenLifetime  store.Duration    `json:"access_token_lifetime,omitempty"`
-	ExpiresAt            *time.Time        `json:"expires_at,omitempty"`
-	Keys                 []json.RawMessage `json:"keys"`
-	JWKSURI              string            `json:"jwks_uri,omitempty"`
-	OIDCDiscovery        bool              `json:"oidc_discovery,omitempty"`
+	store.Trust
+	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
+	Keys      []json.RawMessage `json:"keys"`
 }
 
 // toJSON renders t for a response. Public keys are rendered as JWKs (they
@@ -242,14 +228,8 @@ type trustJSON struct {
 // only, so a relationship with shared secrets must be PUT with its secrets
 // again.
 func toJSON(t *store.Trust) (trustJSON, error) {
-	out := trustJSON{
-		ID: t.ID, Issuer: t.Issuer, Subject: t.Subject, Subjects: t.Subjects, SubjectPatterns: t.SubjectPatterns,
-		AnySubject: t.AnySubject, RequiredClaims: t.RequiredClaims,
-		Scopes: t.Scopes, Algorithms: t.Algorithms, Clients: t.Clients, RequireJTI: t.RequireJTI,
-		MaxAssertionLifetime: t.MaxAssertionLifetime, AccessTokenLifetime: t.AccessTokenLifetime,
-		Keys:    make([]json.RawMessage, 0, len(t.Keys)),
-		JWKSURI: t.JWKSURI, OIDCDiscovery: t.OIDCDiscovery,
-	}
+	out := trustJSON{Trust: *t, Keys: make([]json.RawMessage, 0, len(t.Keys))}
+	out.Trust.Keys = nil
 	if !t.ExpiresAt.IsZero() {
 		at := t.ExpiresAt
 		out.ExpiresAt = &at
@@ -329,13 +309,8 @@ func decodeTrust(w http.ResponseWriter, r *http.Request) (store.Trust, []string,
 		return store.Trust{}, nil, false
 	}
 
-	t := store.Trust{
-		ID: in.ID, Issuer: in.Issuer, Subject: in.Subject, Subjects: in.Subjects, SubjectPatterns: in.SubjectPatterns,
-		AnySubject: in.AnySubject, RequiredClaims: in.RequiredClaims,
-		Scopes: in.Scopes, Algorithms: in.Algorithms, Clients: in.Clients, RequireJTI: in.RequireJTI,
-		MaxAssertionLifetime: in.MaxAssertionLifetime, AccessTokenLifetime: in.AccessTokenLifetime,
-		JWKSURI: in.JWKSURI, OIDCDiscovery: in.OIDCDiscovery,
-	}
+	t := in.Trust
+	t.Keys = nil
 	if in.ExpiresAt != nil {
 		t.ExpiresAt = *in.ExpiresAt
 	}
@@ -442,33 +417,11 @@ func (s *Server) checkRefs(ctx context.Context, t *store.Trust) (unknown []strin
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := range t.Keys {
-		k := &t.Keys[i]
-		for _, other := range all {
-			if other.Issuer != t.Issuer || (t.ID != "" && other.ID == t.ID) {
-				continue
-			}
-			for j := range other.Keys {
-				if other.Keys[j].KeyID == k.KeyID && !sameKey(&other.Keys[j], k) {
-					conflicts = append(conflicts, fmt.Sprintf("keys[%d]: kid %q is already used by trust relationship %q of issuer %q for a different key",
-						i, k.KeyID, other.ID, truncate(t.Issuer)))
-				}
-			}
-		}
+	for _, c := range store.KIDConflicts(t, all) {
+		conflicts = append(conflicts, fmt.Sprintf("keys[%d]: kid %q is already used by trust relationship %q of issuer %q for a different key",
+			c.Key, c.KID, c.Other.ID, truncate(t.Issuer)))
 	}
 	return unknown, conflicts, nil
-}
-
-// sameKey reports whether a and b hold the same key material.
-func sameKey(a, b *jose.JSONWebKey) bool {
-	as, aSym := a.Key.([]byte)
-	bs, bSym := b.Key.([]byte)
-	if aSym || bSym {
-		return aSym && bSym && subtle.ConstantTimeCompare(as, bs) == 1
-	}
-	ta, errA := store.Thumbprint(a)
-	tb, errB := store.Thumbprint(b)
-	return errA == nil && errB == nil && ta == tb
 }
 
 // prepare decodes and checks a trust relationship for create or replace.
@@ -519,10 +472,15 @@ func (s *Server) logChange(ctx context.Context, action string, t *store.Trust) {
 	s.logger.InfoContext(ctx, "trust relationship changed", "action", action, "id", t.ID, "issuer", t.Issuer)
 }
 
-// pathID is the {id} of the request, unescaped.
-func pathID(r *http.Request) (string, bool) {
+// pathID is the {id} of the request, unescaped. When there is none (an
+// undecodable or empty id), it answers 404 itself and returns false.
+func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id, err := url.PathUnescape(mux.Vars(r)["id"])
-	return id, err == nil && id != ""
+	if err != nil || id == "" {
+		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
+		return "", false
+	}
+	return id, true
 }
 
 func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
@@ -541,9 +499,8 @@ func (s *Server) adminCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(r)
+	id, ok := pathID(w, r)
 	if !ok {
-		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
 		return
 	}
 	if configOwned(w, id) {
@@ -563,9 +520,8 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) adminGet(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(r)
+	id, ok := pathID(w, r)
 	if !ok {
-		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
 		return
 	}
 	t, err := s.store.GetTrust(r.Context(), id)
@@ -577,9 +533,8 @@ func (s *Server) adminGet(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) {
-	id, ok := pathID(r)
+	id, ok := pathID(w, r)
 	if !ok {
-		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is no trust relationship with this id."})
 		return
 	}
 	if configOwned(w, id) {

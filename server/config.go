@@ -590,26 +590,17 @@ func (c *Config) trusts(rec fileHashes) ([]store.Trust, error) {
 // assertion names depend on which relationship is looked at. The same key
 // under the same kid is fine. where[i] names ts[i].
 func kidConflicts(ts []store.Trust, where []string) []error {
-	type first struct {
-		key *jose.JSONWebKey
-		at  int
-	}
-	seen := make(map[[2]string]first)
+	at := make(map[*store.Trust]int, len(ts))
+	byIssuer := make(map[string][]*store.Trust) // the earlier relationships of each issuer
 	var errs []error
 	for i := range ts {
 		t := &ts[i]
-		for j := range t.Keys {
-			k := &t.Keys[j]
-			slot := [2]string{t.Issuer, k.KeyID}
-			f, ok := seen[slot]
-			switch {
-			case !ok:
-				seen[slot] = first{key: k, at: i}
-			case f.at != i && !sameKey(f.key, k):
-				errs = append(errs, fmt.Errorf("%s: kid %q is also used by %s (id %q) of issuer %q for a different key; give one of them another kid",
-					where[i], k.KeyID, where[f.at], ts[f.at].ID, t.Issuer))
-			}
+		for _, c := range store.KIDConflicts(t, byIssuer[t.Issuer]) {
+			errs = append(errs, fmt.Errorf("%s: kid %q is also used by %s (id %q) of issuer %q for a different key; give one of them another kid",
+				where[i], c.KID, where[at[c.Other]], c.Other.ID, t.Issuer))
 		}
+		at[t] = i
+		byIssuer[t.Issuer] = append(byIssuer[t.Issuer], t)
 	}
 	return errs
 }

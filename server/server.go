@@ -55,6 +55,9 @@ type Server struct {
 	// remote fetches and caches the key sets of relationships with a
 	// jwks_uri or OpenID discovery.
 	remote *jwks.Cache
+	// settings is the jwt-bearer policy, shared by the token endpoint and
+	// the admin API's dry run.
+	settings *handler.Settings
 
 	// reloadMu serialises Reload, and guards trustCfg and applied.
 	reloadMu sync.Mutex
@@ -134,13 +137,13 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		MaxStale:        rk.MaxStale,
 		Logger:          s.logger,
 	})
-	settings := cfg.Settings()
-	settings.RemoteKeys = s.remote
+	s.settings = cfg.Settings()
+	s.settings.RemoteKeys = s.remote
 	strategy := compose.NewOAuth2HMACStrategy(fc)
 	provider := compose.Compose(fc, s.store, strategy,
 		onlyIfHandles[*oauth2.ClientCredentialsGrantHandler](compose.OAuth2ClientCredentialsGrantFactory),
 		onlyIfHandles[*oauth2.RefreshTokenGrantHandler](compose.OAuth2RefreshTokenGrantFactory),
-		handler.NewFactory(settings),
+		handler.NewFactory(s.settings),
 		introspectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
@@ -231,7 +234,7 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 	var strategy fosite.ClientAuthenticationStrategy
 	var noCredentials *fosite.RFC6749Error
 	strategy = func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
-		if noCredentials != nil && !carriesClientCredentials(r, form) {
+		if noCredentials != nil && !handler.CarriesClientCredentials(r.Header, form) {
 			e := *noCredentials
 			return nil, &e
 		}
@@ -260,20 +263,6 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 		}
 	}
 	return strategy
-}
-
-// carriesClientCredentials reports whether a token, introspection or
-// revocation request holds any form of client authentication.
-func carriesClientCredentials(r *http.Request, form url.Values) bool {
-	if _, ok := r.Header["Authorization"]; ok {
-		return true
-	}
-	for _, name := range []string{"client_id", "client_secret", "client_assertion", "client_assertion_type"} {
-		if _, ok := form[name]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // load puts the configured clients and trust relationships in the store.
@@ -327,24 +316,17 @@ func (s *Server) storeKidConflicts(ctx context.Context, ts []store.Trust) error 
 	if err != nil {
 		return err
 	}
-	var errs []error
+	admin := all[:0:0]
 	for _, other := range all {
-		if strings.HasPrefix(other.ID, ConfigTrustPrefix) {
-			continue
+		if !strings.HasPrefix(other.ID, ConfigTrustPrefix) {
+			admin = append(admin, other)
 		}
-		for i := range ts {
-			if ts[i].Issuer != other.Issuer {
-				continue
-			}
-			for j := range ts[i].Keys {
-				k := &ts[i].Keys[j]
-				for m := range other.Keys {
-					if other.Keys[m].KeyID == k.KeyID && !sameKey(&other.Keys[m], k) {
-						errs = append(errs, fmt.Errorf("%s: kid %q is also used by trust relationship %q (admin API) of issuer %q for a different key; give one of them another kid",
-							ts[i].ID, k.KeyID, other.ID, other.Issuer))
-					}
-				}
-			}
+	}
+	var errs []error
+	for i := range ts {
+		for _, c := range store.KIDConflicts(&ts[i], admin) {
+			errs = append(errs, fmt.Errorf("%s: kid %q is also used by trust relationship %q (admin API) of issuer %q for a different key; give one of them another kid",
+				ts[i].ID, c.KID, c.Other.ID, c.Other.Issuer))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -435,7 +436,7 @@ func NormalizeTrust(t *Trust) error {
 			switch {
 			case j < 0:
 				kept = append(kept, n.Keys[i])
-			case !sameMaterial(&kept[j], &n.Keys[i]):
+			case !SameKey(&kept[j], &n.Keys[i]):
 				invalid("keys[%d]: kid %q is already used by a different key", i, n.Keys[i].KeyID)
 			case kept[j].Algorithm != n.Keys[i].Algorithm || kept[j].Use != n.Keys[i].Use:
 				invalid("keys[%d]: kid %q is already used by the same key with another alg or use", i, n.Keys[i].KeyID)
@@ -502,17 +503,50 @@ func checkKey(k *jose.JSONWebKey, minSecret int) (keyKind, string) {
 	return "", fmt.Sprintf("unsupported key type %T", k.Key)
 }
 
-// sameMaterial reports whether a and b hold the same key. Both are valid
-// keys of a known kind.
-func sameMaterial(a, b *jose.JSONWebKey) bool {
+// SameKey reports whether a and b hold the same key material: equal
+// shared secrets (compared in constant time), or public keys with the same
+// RFC 7638 thumbprint.
+func SameKey(a, b *jose.JSONWebKey) bool {
 	as, aSym := a.Key.([]byte)
 	bs, bSym := b.Key.([]byte)
 	if aSym || bSym {
-		return aSym && bSym && bytes.Equal(as, bs)
+		return aSym && bSym && subtle.ConstantTimeCompare(as, bs) == 1
 	}
 	ta, errA := Thumbprint(a)
 	tb, errB := Thumbprint(b)
 	return errA == nil && errB == nil && ta == tb
+}
+
+// KIDConflict is a kid of a relationship's keys that another relationship
+// of the same issuer uses for different key material.
+type KIDConflict struct {
+	// Key is the index of the key in the relationship checked.
+	Key   int
+	KID   string
+	Other *Trust
+}
+
+// KIDConflicts reports the kids of t's keys that a relationship in others
+// of the same issuer (t itself, by ID, excepted) uses for other key
+// material: an assertion's kid would then pick keys of both, and which
+// one verifies would depend on the relationship tried. The same key under
+// the same kid is fine. Stores do not enforce this across relationships;
+// the admin API and the configuration loader do.
+func KIDConflicts(t *Trust, others []*Trust) []KIDConflict {
+	var out []KIDConflict
+	for _, other := range others {
+		if other.Issuer != t.Issuer || (t.ID != "" && other.ID == t.ID) {
+			continue
+		}
+		for i := range t.Keys {
+			for j := range other.Keys {
+				if other.Keys[j].KeyID == t.Keys[i].KeyID && !SameKey(&other.Keys[j], &t.Keys[i]) {
+					out = append(out, KIDConflict{Key: i, KID: t.Keys[i].KeyID, Other: other})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // validScopeToken implements scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
