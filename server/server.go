@@ -139,7 +139,11 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	})
 	s.settings = cfg.Settings()
 	s.settings.RemoteKeys = s.remote
-	strategy := compose.NewOAuth2HMACStrategy(fc)
+	strategy, err := newTokenStrategy(fc)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	provider := compose.Compose(fc, s.store, strategy,
 		onlyIfHandles[*oauth2.ClientCredentialsGrantHandler](compose.OAuth2ClientCredentialsGrantFactory),
 		onlyIfHandles[*oauth2.RefreshTokenGrantHandler](compose.OAuth2RefreshTokenGrantFactory),

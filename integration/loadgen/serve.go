@@ -112,6 +112,16 @@ func serveMain(target string, args []string, stdout, stderr io.Writer) int {
 			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 		}
 	}
+	if path := os.Getenv("LOADGEN_MEMPROFILE"); path != "" {
+		// Every allocation's site, written when the server stops.
+		runtime.MemProfileRate = 4096
+		defer func() {
+			if f, err := os.Create(path + "." + target); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				_ = f.Close()
+			}
+		}()
+	}
 	_, _ = fmt.Fprintf(stdout, "%s%s\n", listenLinePrefix, ln.Addr())
 	if err := serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
 		_, _ = fmt.Fprintf(stderr, "loadgen %s: %v\n", target, err)
