@@ -72,6 +72,9 @@ type Settings struct {
 	// OpenID discovery, when the Handler has none of its own. Nil: such
 	// relationships verify nothing.
 	RemoteKeys RemoteKeySource
+	// Limiter, when set, rate-limits authenticated clients and verified
+	// issuers (see Limiter). Nil: no limits.
+	Limiter Limiter
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -83,21 +86,29 @@ type SettingsProvider interface {
 	GetJWTBearerSettings(ctx context.Context) *Settings
 }
 
-func (s *Settings) clockSkew() time.Duration {
+func (s *Settings) clockSkew() time.Duration { return effectiveClockSkew(s.ClockSkew) }
+
+func (s *Settings) maxLifetime() time.Duration { return effectiveMaxLifetime(s.MaxAssertionLifetime) }
+
+// effectiveClockSkew reads a configured skew: zero means the default,
+// a negative value none.
+func effectiveClockSkew(d time.Duration) time.Duration {
 	switch {
-	case s.ClockSkew == 0:
+	case d == 0:
 		return DefaultClockSkew
-	case s.ClockSkew < 0:
+	case d < 0:
 		return 0
 	}
-	return s.ClockSkew
+	return d
 }
 
-func (s *Settings) maxLifetime() time.Duration {
-	if s.MaxAssertionLifetime <= 0 {
+// effectiveMaxLifetime reads a configured assertion lifetime bound: zero
+// (or less) means the default.
+func effectiveMaxLifetime(d time.Duration) time.Duration {
+	if d <= 0 {
 		return DefaultMaxAssertionLifetime
 	}
-	return s.MaxAssertionLifetime
+	return d
 }
 
 func (s *Settings) maxSize() int {

@@ -149,16 +149,35 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	if identified && !client.GetGrantTypes().Has(GrantType) {
 		return fosite.ErrUnauthorizedClient.WithHintf("The OAuth 2.0 client is not allowed to use the grant type %q.", GrantType)
 	}
+	if identified && s.Limiter != nil {
+		if ok, retry := s.Limiter.Allow(ctx, LimitClient, client.GetID()); !ok {
+			return RateLimited(LimitClient, retry)
+		}
+	}
 
 	raw := form.Get("assertion")
 	if raw == "" {
 		return fosite.ErrInvalidRequest.WithHintf("The \"assertion\" parameter is required with grant_type %q.", GrantType)
 	}
 	a, tk, err := h.validate(ctx, raw, s, now)
+	if d := decisionFrom(ctx); d != nil && a != nil {
+		d.Issuer, d.Subject, d.KeyID = a.claims.Issuer, a.claims.Subject, a.kid
+		if tk.Trust != nil {
+			d.TrustID = tk.Trust.ID
+		}
+	}
 	if err != nil {
 		return err
 	}
 	trust := tk.Trust
+	if s.Limiter != nil {
+		// After the signature verified: only the issuer itself spends its
+		// allowance. Before the jti is claimed: a refused assertion is not
+		// used up.
+		if ok, retry := s.Limiter.Allow(ctx, LimitIssuer, a.claims.Issuer); !ok {
+			return RateLimited(LimitIssuer, retry)
+		}
+	}
 
 	clientID := ""
 	if authenticated {
@@ -202,7 +221,7 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 			return storeError(err)
 		}
 		if !fresh {
-			return fosite.ErrInvalidGrant.WithHint("The assertion has already been used: its \"jti\" was redeemed before.")
+			return fosite.ErrInvalidGrant.WithHint("The assertion has already been used: its \"jti\" was redeemed before.").WithWrap(ErrReplayed)
 		}
 	}
 

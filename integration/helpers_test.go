@@ -89,7 +89,7 @@ var templateFuncs = template.FuncMap{
 // rendered from tmpl, whose issuer is the listener's own address. The key
 // files of fx are written to a temporary folder that relative file: paths
 // resolve against.
-func newServer(t *testing.T, tmpl string, fx fixture) *testServer {
+func newServer(t *testing.T, tmpl string, fx fixture, opts ...server.Option) *testServer {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	addr := ts.Listener.Addr().String()
@@ -101,7 +101,7 @@ func newServer(t *testing.T, tmpl string, fx fixture) *testServer {
 	config := render(t, tmpl, templateData{Listen: addr, Issuer: issuer, TokenURL: issuer + "/token", Dir: dir, V: fx.Vars})
 	cfg, err := server.ParseConfig([]byte(config), dir)
 	require.NoError(t, err, "configuration:\n%s", config)
-	srv, err := server.New(t.Context(), cfg)
+	srv, err := server.New(t.Context(), cfg, opts...)
 	require.NoError(t, err)
 	ts.Config.Handler = srv.Handler()
 	ts.Start()

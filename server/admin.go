@@ -85,6 +85,9 @@ func (s *Server) adminRoutes() http.Handler {
 	r.HandleFunc("/admin/trust/{id}", s.adminGet).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/admin/trust/{id}", s.adminPut).Methods(http.MethodPut)
 	r.HandleFunc("/admin/trust/{id}", s.adminDelete).Methods(http.MethodDelete)
+	if s.cfg.Metrics.Listener == MetricsAdmin {
+		r.Handle("/metrics", s.metrics.Handler()).Methods(http.MethodGet, http.MethodHead)
+	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "There is nothing at this path."})
 	})
@@ -102,7 +105,7 @@ func (s *Server) adminRoutes() http.Handler {
 		writeProblem(w, problem{Status: http.StatusMethodNotAllowed, Detail: "This resource accepts " + allow + " only."})
 	})
 	sum := sha256.Sum256([]byte(s.cfg.Admin.Token))
-	return s.adminRecoverer(adminAuth(sum, r))
+	return s.adminRecoverer(s.metrics.instrument("admin", adminAuth(sum, r)))
 }
 
 // adminAuth requires "Authorization: Bearer <token>" on every request,

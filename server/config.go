@@ -72,6 +72,10 @@ type Config struct {
 	Clients []ClientConfig `yaml:"clients"`
 	// Admin enables the trust-management API on a listener of its own.
 	Admin AdminConfig `yaml:"admin"`
+	// RateLimits limits requests per client and per assertion issuer.
+	RateLimits RateLimitsConfig `yaml:"rate_limits"`
+	// Metrics says where the Prometheus metrics are served.
+	Metrics MetricsConfig `yaml:"metrics"`
 
 	// path is the file LoadConfig read; empty for ParseConfig.
 	path string
@@ -185,6 +189,20 @@ type AdminConfig struct {
 	Token string `yaml:"token"`
 }
 
+// MetricsConfig says where GET /metrics is served.
+type MetricsConfig struct {
+	// Listener is "public" (the default: the token endpoint's listener),
+	// "admin" (the admin listener, behind the admin token) or "off".
+	Listener string `yaml:"listener"`
+}
+
+// Metrics listeners.
+const (
+	MetricsPublic = "public"
+	MetricsAdmin  = "admin"
+	MetricsOff    = "off"
+)
+
 // MinAdminTokenBytes is the shortest admin token accepted.
 const MinAdminTokenBytes = 32
 
@@ -196,12 +214,21 @@ type KeyConfig struct {
 	JWK  map[string]any `yaml:"jwk"`
 }
 
-// ClientConfig is one OAuth 2.0 client. Its secret is hashed with bcrypt
-// when loaded; secret_hash takes an existing bcrypt hash instead.
+// ClientConfig is one OAuth 2.0 client. It authenticates either with a
+// secret (client_secret_basic or client_secret_post) or, when it has keys,
+// with a JWT signed by one of them (private_key_jwt, RFC 7523 §2.2):
+// exactly one of secret, secret_hash, jwks or jwks_uri. Its secret is
+// hashed with bcrypt when loaded; secret_hash takes an existing bcrypt
+// hash instead.
 type ClientConfig struct {
-	ID         string   `yaml:"id"`
-	Secret     string   `yaml:"secret"`
-	SecretHash string   `yaml:"secret_hash"`
+	ID         string `yaml:"id"`
+	Secret     string `yaml:"secret"`
+	SecretHash string `yaml:"secret_hash"`
+	// JWKS are the client's public keys, given as trust keys are.
+	JWKS []KeyConfig `yaml:"jwks"`
+	// JWKSURI is where the client publishes its key set, fetched with the
+	// bounds of remote_keys.
+	JWKSURI    string   `yaml:"jwks_uri"`
 	GrantTypes []string `yaml:"grant_types"`
 	Scopes     []string `yaml:"scopes"`
 	Audience   []string `yaml:"audience"`
@@ -414,6 +441,9 @@ func (c *Config) applyDefaults() {
 	if c.TrustReload.Interval == 0 {
 		c.TrustReload.Interval = DefaultTrustReloadInterval
 	}
+	if c.Metrics.Listener == "" {
+		c.Metrics.Listener = MetricsPublic
+	}
 	if c.Store.Type == "redis" {
 		if s := os.Getenv("REDIS_ADDR"); s != "" {
 			c.Store.Redis.Addrs = strings.Split(s, ",")
@@ -499,6 +529,16 @@ func (c *Config) Validate() error {
 	check(rk.MaxBytes != 0 && (rk.MaxBytes < 1<<10 || rk.MaxBytes > 16<<20), "remote_keys.max_bytes: must be between 1024 and 16777216 (or unset)")
 	check(rk.MinTTL > 0 && rk.MaxTTL > 0 && rk.MinTTL > rk.MaxTTL, "remote_keys.min_ttl: must not exceed max_ttl")
 
+	c.RateLimits.Client.check("client", check)
+	c.RateLimits.Issuer.check("issuer", check)
+	switch c.Metrics.Listener {
+	case "", MetricsPublic, MetricsOff:
+	case MetricsAdmin:
+		check(c.Admin.Listen == "", "metrics.listener: admin needs admin.listen")
+	default:
+		check(true, "metrics.listener: %q is not public, admin or off", c.Metrics.Listener)
+	}
+
 	ti := c.TrustReload.Interval
 	check(ti < 100*time.Millisecond || ti > time.Hour, "trust_reload.interval: must be between 100ms and 1h")
 
@@ -511,7 +551,21 @@ func (c *Config) Validate() error {
 		check(cl.ID == "", "%s.id: required", where)
 		check(clientIDs[cl.ID], "%s.id: %q is used twice", where, cl.ID)
 		clientIDs[cl.ID] = true
-		check((cl.Secret == "") == (cl.SecretHash == ""), "%s: exactly one of secret or secret_hash is required", where)
+		methods := 0
+		for _, set := range []bool{cl.Secret != "", cl.SecretHash != "", len(cl.JWKS) > 0, cl.JWKSURI != ""} {
+			if set {
+				methods++
+			}
+		}
+		check(methods != 1, "%s: exactly one of secret, secret_hash, jwks or jwks_uri is required", where)
+		if cl.JWKSURI != "" {
+			check(store.CheckRemoteURL(cl.JWKSURI) != nil, "%s.jwks_uri: %v", where, store.CheckRemoteURL(cl.JWKSURI))
+		}
+		if len(cl.JWKS) > 0 {
+			if _, err := c.clientKeys(cl, nil); err != nil {
+				check(true, "%s.jwks: %v", where, err)
+			}
+		}
 		check(cl.SecretHash != "" && !strings.HasPrefix(cl.SecretHash, "$2"), "%s.secret_hash: must be a bcrypt hash", where)
 		check(len(cl.GrantTypes) == 0, "%s.grant_types: at least one is required", where)
 		for _, gt := range cl.GrantTypes {
@@ -674,6 +728,19 @@ func (c *Config) trust(t TrustConfig, dir string, rec fileHashes) (store.Trust, 
 	// read, so that every problem is reported at once.
 	errs = append(errs, store.NormalizeTrust(&out))
 	return out, errors.Join(errs...)
+}
+
+// clientKeys reads a client's configured public keys.
+func (c *Config) clientKeys(cl ClientConfig, rec fileHashes) ([]jose.JSONWebKey, error) {
+	var all []jose.JSONWebKey
+	for i, k := range cl.JWKS {
+		keys, err := c.keys(k, c.dir, rec)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		all = append(all, keys...)
+	}
+	return all, nil
 }
 
 func (c *Config) keys(k KeyConfig, dir string, rec fileHashes) ([]jose.JSONWebKey, error) {

@@ -97,7 +97,7 @@ clients:
     grant_types: [password]
 `, []string{
 			"listen:", "issuer:", "token_secret:", "store.type:", "clock_skew:", `algorithms: "HS256"`,
-			"trust[0]: store: invalid record: keys: give keys, a jwks_uri or oidc_discovery", "trust[0]: store: invalid record: issuer:", "trust[1]: keys[0]: file:", "trust[1]: store: invalid record: subject", "exactly one of secret or secret_hash", `"password" is not served`,
+			"trust[0]: store: invalid record: keys: give keys, a jwks_uri or oidc_discovery", "trust[0]: store: invalid record: issuer:", "trust[1]: keys[0]: file:", "trust[1]: store: invalid record: subject", "exactly one of secret, secret_hash, jwks or jwks_uri", `"password" is not served`,
 		}},
 		{"private key file", "trust:\n  - issuer: A\n    subject: B\n    keys:\n      - pem: |\n          -----BEGIN PRIVATE KEY-----\n          MC4CAQAwBQYDK2VwBCIEIA==\n          -----END PRIVATE KEY-----\n", []string{"private key"}},
 		{"subject and any_subject", "trust:\n  - issuer: A\n    subject: B\n    any_subject: true\n    keys:\n      - file: id_rsa.pub\n", []string{"trust[0]"}},

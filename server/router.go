@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,22 +16,37 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/ory/fosite"
 
+	"github.com/jwtbearer/jwtbearer/handler"
 	"github.com/jwtbearer/jwtbearer/store"
 )
 
 // routes builds the router. Every answer, errors included, is JSON.
 func (s *Server) routes() http.Handler {
 	r := mux.NewRouter()
-	r.HandleFunc("/token", s.token).Methods(http.MethodPost)
-	r.HandleFunc("/introspect", s.introspect).Methods(http.MethodPost)
-	r.HandleFunc("/revoke", s.revoke).Methods(http.MethodPost)
+	// POST /token is served before the router (below); the route makes
+	// the router answer other methods with 405.
+	r.HandleFunc("/token", func(w http.ResponseWriter, req *http.Request) { s.token(req.Context(), w, req) }).Methods(http.MethodPost)
+	r.Handle("/introspect", s.metrics.instrument("introspect", http.HandlerFunc(s.introspect))).Methods(http.MethodPost)
+	r.Handle("/revoke", s.metrics.instrument("revoke", http.HandlerFunc(s.revoke))).Methods(http.MethodPost)
 	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc(metadataPath, s.metadata).Methods(http.MethodGet, http.MethodHead)
+	if p := issuerPath(s.cfg.Issuer); p != "" {
+		// RFC 8414 §3.1: an issuer with a path component has its
+		// metadata at the well-known prefix followed by that path.
+		r.HandleFunc(metadataPath+p, s.metadata).Methods(http.MethodGet, http.MethodHead)
+	}
+	if s.jwks != nil {
+		r.HandleFunc("/jwks.json", s.jwks.ServeJWKS).Methods(http.MethodGet, http.MethodHead)
+	}
+	if l := s.cfg.Metrics.Listener; l == MetricsPublic || l == "" {
+		r.Handle("/metrics", s.metrics.Handler()).Methods(http.MethodGet, http.MethodHead)
+	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "There is nothing at this path.")
 	})
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		allow := "POST"
-		if req.URL.Path == "/healthz" {
+		if !contains([]string{"/token", "/introspect", "/revoke"}, req.URL.Path) {
 			allow = "GET, HEAD"
 		}
 		w.Header().Set("Allow", allow)
@@ -41,11 +57,12 @@ func (s *Server) routes() http.Handler {
 	// is a constant. Every other request, a /token with another method
 	// included, goes through mux as before.
 	return s.recoverer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx := withRequestID(req.Context(), requestID(w, req))
 		if req.Method == http.MethodPost && req.URL.Path == "/token" {
-			s.token(w, req)
+			s.token(ctx, w, req)
 			return
 		}
-		r.ServeHTTP(w, req)
+		r.ServeHTTP(w, req.WithContext(ctx))
 	}))
 }
 
@@ -146,24 +163,29 @@ func readBody(body io.Reader) (string, error) {
 	return "", err
 }
 
-// token serves the token endpoint (RFC 6749 §3.2).
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// token serves the token endpoint (RFC 6749 §3.2). ctx is the request's
+// context with its ID. Every request that gets as far as a grant type
+// ends with one audit event (see tokenAudit) and is counted in the
+// metrics.
+func (s *Server) token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	audit := &tokenAudit{start: time.Now()}
 	if status, err := s.readForm(w, r); err != nil {
-		writeRFCError(w, status, err)
+		s.tokenRefused(ctx, w, audit, status, err)
 		return
 	}
-	switch gt := r.PostForm.Get("grant_type"); {
+	audit.grantType = r.PostForm.Get("grant_type")
+	switch gt := audit.grantType; {
 	case gt == "":
-		writeRFCError(w, http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("The \"grant_type\" parameter is required."))
+		s.tokenRefused(ctx, w, audit, http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("The \"grant_type\" parameter is required."))
 		return
 	case !contains(knownGrantTypes, gt):
-		writeRFCError(w, http.StatusBadRequest, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported; this server supports %s.", truncate(gt), strings.Join(knownGrantTypes, ", ")))
+		s.tokenRefused(ctx, w, audit, http.StatusBadRequest, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported; this server supports %s.", truncate(gt), strings.Join(knownGrantTypes, ", ")))
 		return
 	}
+	ctx = handler.WithDecision(ctx, &audit.Decision)
 	ar, err := s.provider.NewAccessRequest(ctx, r, &fosite.DefaultSession{})
 	if err != nil {
-		s.accessError(w, r, ar, err)
+		s.accessError(ctx, w, audit, ar, err)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -179,12 +201,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := s.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
-		s.accessError(w, r, ar, err)
+		s.accessError(ctx, w, audit, ar, err)
 		return
 	}
 	if !writeTokenResponse(w, resp) {
 		s.provider.WriteAccessResponse(ctx, w, ar, resp)
 	}
+	s.auditToken(ctx, audit, ar, resp, nil)
+	s.metrics.tokenRequest(audit.grantType, "ok", time.Since(audit.start))
+}
+
+// tokenRefused answers a token request refused before fosite saw it.
+func (s *Server) tokenRefused(ctx context.Context, w http.ResponseWriter, audit *tokenAudit, status int, err *fosite.RFC6749Error) {
+	writeRFCError(w, status, err)
+	s.auditToken(ctx, audit, nil, nil, err)
+	s.metrics.tokenRequest(audit.grantType, err.ErrorField, time.Since(audit.start))
 }
 
 // tokenBody is a token response with the members this server issues, in
@@ -256,7 +287,7 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 // accessError writes a token endpoint error. invalid_client gets 401 with
 // a WWW-Authenticate challenge (RFC 6749 §5.2); server errors are logged
 // with their cause, which never reaches the caller.
-func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+func (s *Server) accessError(ctx context.Context, w http.ResponseWriter, audit *tokenAudit, ar fosite.AccessRequester, err error) {
 	if errors.Is(err, store.ErrUnavailable) && !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
 		// fosite's own grants pass storage errors through as they are.
 		err = unavailable(err)
@@ -267,60 +298,79 @@ func (s *Server) accessError(w http.ResponseWriter, r *http.Request, ar fosite.A
 	}
 	if rfc.CodeField == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
+		s.metrics.storeError("token")
 	}
-	if rfc.CodeField >= 500 {
-		s.logger.ErrorContext(r.Context(), "token request failed", "error", rfc.ErrorField, "hint", rfc.HintField, "cause", rfc.DebugField)
-	} else {
-		// The debug field holds the precise reason (which key check
-		// failed, say) that the caller is not told.
-		attrs := []any{"error", rfc.ErrorField, "hint", rfc.HintField}
-		if rfc.DebugField != "" {
-			attrs = append(attrs, "reason", rfc.DebugField)
-		}
-		s.logger.InfoContext(r.Context(), "token request refused", attrs...)
+	if rl, ok := handler.AsRateLimit(err); ok && rfc.CodeField == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
 	}
-	s.provider.WriteAccessError(r.Context(), w, ar, err)
+	if rfc.ErrorField == fosite.ErrInvalidGrant.ErrorField && errors.Is(err, handler.ErrReplayed) {
+		s.metrics.replayRejected("assertion")
+	}
+	s.provider.WriteAccessError(ctx, w, ar, err)
+	s.auditToken(ctx, audit, ar, nil, err)
+	s.metrics.tokenRequest(audit.grantType, rfc.ErrorField, time.Since(audit.start))
 }
 
 // introspect serves RFC 7662 token introspection for authenticated clients.
+// fosite's own introspection request authenticates clients with HTTP Basic
+// only, bypassing the client authentication strategy; this one
+// authenticates the caller with the server's strategy (HTTP Basic or a
+// client assertion, with the per-client rate limit), then asks fosite
+// about the token.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if status, err := s.readForm(w, r); err != nil {
 		writeRFCError(w, status, err)
 		return
 	}
-	// Only clients introspect, authenticating with HTTP Basic (RFC 7662
-	// §2.1; fosite supports no other method here). fosite would also take
-	// any access token as a Bearer credential, in the header or an
-	// access_token parameter, which would let every token holder read every
-	// other token: both are refused.
+	// fosite would also take any access token as a Bearer credential, in
+	// the header or an access_token parameter, which would let every
+	// token holder read every other token: both are refused. So is a
+	// secret in the body: RFC 7662 §2.1 names HTTP Basic, and metadata
+	// advertises Basic and private_key_jwt only.
+	challenge := func() { w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`) }
 	if _, ok := r.PostForm["access_token"]; ok {
 		writeRFCError(w, http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("Introspection takes client credentials, not an access_token parameter."))
 		return
 	}
-	if auth := r.Header.Get("Authorization"); len(auth) < 6 || !strings.EqualFold(auth[:6], "basic ") {
-		w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`)
-		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication with HTTP Basic."))
+	auth := r.Header.Get("Authorization")
+	basic := len(auth) >= 6 && strings.EqualFold(auth[:6], "basic ")
+	_, secretInBody := r.PostForm["client_secret"]
+	if (!basic && !handler.HasClientAssertion(r.PostForm)) || secretInBody {
+		challenge()
+		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication with HTTP Basic or a client assertion (private_key_jwt)."))
 		return
 	}
-	ir, err := s.provider.NewIntrospectionRequest(ctx, r, &fosite.DefaultSession{})
+	if _, err := s.fosite.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm); err != nil {
+		if s.wroteNotTheClientsFault(w, r, "introspection", err) {
+			return
+		}
+		challenge()
+		hint := "The client credentials are invalid."
+		if handler.HasClientAssertion(r.PostForm) {
+			hint = fosite.ErrorToRFC6749Error(err).HintField
+		}
+		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint(hint))
+		return
+	}
+	form := r.PostForm
+	scopes := fosite.RemoveEmpty(strings.Split(form.Get("scope"), " "))
+	use, ar, err := s.provider.IntrospectToken(ctx, form.Get("token"), fosite.TokenUse(form.Get("token_type_hint")), &fosite.DefaultSession{}, scopes...)
 	if errors.Is(err, store.ErrUnavailable) {
 		s.writeUnavailable(w, r, err)
 		return
 	}
-	if errors.Is(err, fosite.ErrRequestUnauthorized) && !errors.Is(err, fosite.ErrInactiveToken) {
-		// An inactive token also wraps request_unauthorized; it gets
-		// {"active":false} below.
-		// fosite's request_unauthorized is, for a client, invalid_client.
-		w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`)
-		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("The client credentials are invalid."))
-		return
-	}
 	if err != nil {
-		s.provider.WriteIntrospectionError(ctx, w, err)
+		// Unknown, expired, revoked or malformed: RFC 7662 §2.2 says only
+		// that it is not active.
+		s.provider.WriteIntrospectionResponse(ctx, w, &fosite.IntrospectionResponse{Active: false})
 		return
 	}
-	s.provider.WriteIntrospectionResponse(ctx, w, ir)
+	resp := &fosite.IntrospectionResponse{Active: true, AccessRequester: ar, TokenUse: use}
+	if use == fosite.AccessToken {
+		resp.AccessTokenType = fosite.BearerAccessToken
+	}
+	s.provider.WriteIntrospectionResponse(ctx, w, resp)
 }
 
 // revoke serves RFC 7009 token revocation.
@@ -333,13 +383,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	err := s.provider.NewRevocationRequest(ctx, r)
 	// fosite's writer answers 200 to every error but invalid_request and
 	// invalid_client: a revocation that did not happen must not look done.
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, fosite.ErrTemporarilyUnavailable) {
-		s.writeUnavailable(w, r, err)
-		return
-	}
-	if errors.Is(err, fosite.ErrServerError) {
-		s.logger.ErrorContext(ctx, "revocation failed", "cause", fosite.ErrorToRFC6749Error(err).DebugField)
-		writeRFCError(w, http.StatusInternalServerError, fosite.ErrServerError)
+	if s.wroteNotTheClientsFault(w, r, "revocation", err) {
 		return
 	}
 	if errors.Is(err, fosite.ErrInvalidClient) {
@@ -413,6 +457,33 @@ func (s *Server) writeUnavailable(w http.ResponseWriter, r *http.Request, err er
 }
 
 // writeRFCError writes an RFC 6749 §5.2 error body with status.
+// wroteNotTheClientsFault answers the errors of an introspection or
+// revocation request that are not about the request itself: a rate limit
+// (429), an unavailable store (503) or a server error (500, its cause
+// logged). It reports whether it wrote an answer.
+func (s *Server) wroteNotTheClientsFault(w http.ResponseWriter, r *http.Request, what string, err error) bool {
+	if rl, ok := handler.AsRateLimit(err); ok {
+		writeRateLimited(w, rl)
+		return true
+	}
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		s.writeUnavailable(w, r, err)
+		return true
+	}
+	if errors.Is(err, fosite.ErrServerError) {
+		s.logger.ErrorContext(r.Context(), what+" failed", "cause", fosite.ErrorToRFC6749Error(err).DebugField)
+		writeRFCError(w, http.StatusInternalServerError, fosite.ErrServerError)
+		return true
+	}
+	return false
+}
+
+// writeRateLimited answers 429 with Retry-After and an RFC 6749 body.
+func writeRateLimited(w http.ResponseWriter, rl *handler.RateLimitError) {
+	w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfterSeconds()))
+	writeRFCError(w, http.StatusTooManyRequests, handler.RateLimited(rl.Kind, rl.RetryAfter))
+}
+
 func writeRFCError(w http.ResponseWriter, status int, err *fosite.RFC6749Error) {
 	writeError(w, status, err.ErrorField, err.GetDescription())
 }

@@ -58,6 +58,19 @@ type Server struct {
 	// settings is the jwt-bearer policy, shared by the token endpoint and
 	// the admin API's dry run.
 	settings *handler.Settings
+	// metrics counts requests and outcomes for GET /metrics; nil-safe.
+	metrics *metrics
+	// limiter rate-limits clients and issuers; nil when no limit is set.
+	limiter *limiter
+	// jwks serves GET /jwks.json, the keys of JWT access tokens; nil with
+	// opaque tokens.
+	jwks jwksServer
+	// metadataJSON is the RFC 8414 document, built once.
+	metadataJSON []byte
+	// clientKeys holds the keys of clients that authenticate with signed
+	// JWTs (private_key_jwt), and clientAssertions verifies those JWTs.
+	clientKeys       *clientKeys
+	clientAssertions *handler.ClientAssertionVerifier
 
 	// reloadMu serialises Reload, and guards trustCfg and applied.
 	reloadMu sync.Mutex
@@ -71,6 +84,11 @@ type Server struct {
 	// applied maps the files trustCfg was read from to the SHA-256 of
 	// their content then (see Watch).
 	applied fileHashes
+}
+
+// jwksServer serves the public keys that verify the access tokens.
+type jwksServer interface {
+	ServeJWKS(w http.ResponseWriter, r *http.Request)
 }
 
 // Option configures optional collaborators of New.
@@ -95,6 +113,8 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	// Every line logged with a request's context names the request.
+	s.logger = slog.New(requestIDHandler{s.logger.Handler()})
 	if s.store == nil {
 		switch cfg.Store.Type {
 		case "redis":
@@ -136,9 +156,26 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		RefetchInterval: rk.RefetchInterval,
 		MaxStale:        rk.MaxStale,
 		Logger:          s.logger,
+		OnFetch:         func(u string, err error) { s.metrics.remoteKeysFetched(u, err) },
 	})
 	s.settings = cfg.Settings()
 	s.settings.RemoteKeys = s.remote
+	s.metrics = newMetrics(s.remote, s.logger)
+	s.clientKeys = newClientKeys(s.remote)
+	s.clientAssertions = &handler.ClientAssertionVerifier{
+		// The issuer identifier or the token endpoint, as
+		// draft-ietf-oauth-rfc7523bis asks, at every endpoint.
+		Audiences:   []string{cfg.Issuer, cfg.Issuer + "/token"},
+		Keys:        s.clientKeys,
+		Replay:      s.store,
+		ClockSkew:   s.settings.ClockSkew,
+		MaxLifetime: s.settings.MaxAssertionLifetime,
+		MaxSize:     s.settings.MaxAssertionSize,
+	}
+	if s.limiter = newLimiter(cfg.RateLimits, nil); s.limiter != nil {
+		s.limiter.refused = func(kind handler.LimitKind) { s.metrics.rateLimited(string(kind)) }
+		s.settings.Limiter = s.limiter
+	}
 	strategy, err := newTokenStrategy(fc)
 	if err != nil {
 		_ = s.Close()
@@ -153,12 +190,13 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	)
 	s.provider = provider
 	if f, ok := provider.(*fosite.Fosite); ok {
-		fc.ClientAuthenticationStrategy = invalidClientStrategy(f)
+		fc.ClientAuthenticationStrategy = s.limitClients(s.clientJWTs(invalidClientStrategy(f)))
 	}
 	if err := s.load(ctx, fc); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
+	s.metadataJSON = s.buildMetadata()
 	s.handler = s.routes()
 	if cfg.Admin.Listen != "" {
 		s.admin = s.adminRoutes()
@@ -226,6 +264,65 @@ func (noAuthorizeCodes) InvalidateAuthorizeCodeSession(context.Context, string) 
 	return fosite.ErrNotFound
 }
 
+// clientJWTs authenticates the requests that carry a client assertion
+// (private_key_jwt, RFC 7523 §2.2) and leaves the others to next. Such a
+// request may carry no other credentials (RFC 6749 §2.3.1: one method per
+// request), and its client must be one configured with keys: a client
+// with a secret cannot switch to assertions, nor the reverse.
+func (s *Server) clientJWTs(next fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
+	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		if !handler.HasClientAssertion(form) {
+			return next(ctx, r, form)
+		}
+		if _, ok := r.Header["Authorization"]; ok {
+			return nil, fosite.ErrInvalidClient.WithHint("The request carries both an Authorization header and a client assertion; use one client authentication method.")
+		}
+		id, err := s.clientAssertions.Authenticate(ctx, form)
+		if err != nil {
+			if errors.Is(err, handler.ErrReplayed) {
+				s.metrics.replayRejected("client_assertion")
+			}
+			if errors.Is(err, store.ErrUnavailable) {
+				return nil, unavailable(err)
+			}
+			return nil, err
+		}
+		c, err := s.store.GetClient(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrUnavailable):
+			return nil, unavailable(err)
+		case err != nil:
+			return nil, fosite.ErrInvalidClient.WithHint("The client assertion's client is not registered.")
+		}
+		return c, nil
+	}
+}
+
+// limitClients applies the per-client rate limit to every request whose
+// client authenticated, at /token, /introspect and /revoke, except the
+// jwt-bearer grant's: fosite goes on without a client when the
+// authentication of a grant that may skip it fails, so that grant's
+// handler applies the limit itself (before verifying the assertion, so
+// that a refused request uses nothing up).
+func (s *Server) limitClients(next fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
+	if s.limiter == nil {
+		return next
+	}
+	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		c, err := next(ctx, r, form)
+		if err != nil || c == nil {
+			return c, err
+		}
+		if r.URL != nil && r.URL.Path == "/token" && form.Get("grant_type") == handler.GrantType {
+			return c, nil
+		}
+		if ok, retry := s.limiter.Allow(ctx, handler.LimitClient, c.GetID()); !ok {
+			return nil, handler.RateLimited(handler.LimitClient, retry)
+		}
+		return c, nil
+	}
+}
+
 // invalidClientStrategy wraps fosite's client authentication so that every
 // failure is invalid_client (RFC 6749 §5.2), including credentials fosite
 // calls malformed.
@@ -290,6 +387,16 @@ func (s *Server) load(ctx context.Context, fc *fosite.Config) error {
 	hasher := &fosite.BCrypt{Config: fc}
 	for _, cc := range s.cfg.Clients {
 		if err := s.loadClient(ctx, hasher, cc); err != nil {
+			return fmt.Errorf("clients %q: %w", cc.ID, err)
+		}
+		if len(cc.JWKS) == 0 && cc.JWKSURI == "" {
+			continue
+		}
+		keys, err := s.cfg.clientKeys(cc, nil)
+		if err == nil {
+			err = s.clientKeys.add(cc.ID, keys, cc.JWKSURI)
+		}
+		if err != nil {
 			return fmt.Errorf("clients %q: %w", cc.ID, err)
 		}
 	}

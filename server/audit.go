@@ -1,0 +1,181 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/jwtbearer/jwtbearer/handler"
+)
+
+// Request IDs. A request's ID is the X-Request-Id it came with, when that
+// is a plain token a proxy would make (so one ID follows a request through
+// the proxy's logs and ours), or else a new one: this process's random
+// prefix and a counter, unique without a random read per request. It is
+// sent back in X-Request-Id and is in every log line about the request.
+
+// requestIDHeader is the header a request's ID comes and goes in.
+const requestIDHeader = "X-Request-Id"
+
+var (
+	requestIDPrefix = func() string {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		return hex.EncodeToString(b) + "-"
+	}()
+	requestIDCounter atomic.Uint64
+)
+
+// requestID returns the request's ID and sets it on the response.
+func requestID(w http.ResponseWriter, r *http.Request) string {
+	id := ""
+	if v := r.Header[requestIDHeader]; len(v) == 1 && validRequestID(v[0]) {
+		id = v[0]
+	} else {
+		id = requestIDPrefix + strconv.FormatUint(requestIDCounter.Add(1), 36)
+	}
+	w.Header()[requestIDHeader] = []string{id}
+	return id
+}
+
+// validRequestID accepts 1 to 128 characters of [A-Za-z0-9._:-]: enough
+// for UUIDs and the IDs of common proxies, nothing that needs escaping in
+// a header or a log.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+type requestIDKey struct{}
+
+func withRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// requestIDHandler adds the request ID of the record's context to every
+// record, so that any log line written with a request's context names it.
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
+// tokenAudit is what the audit event of one token request says: every
+// token decision (granted, refused or failed) is one log line, "token
+// granted", "token refused" or "token request failed", with
+//
+//   - grant_type (as sent, at most 64 bytes), client_id (the authenticated
+//     client, or for the jwt-bearer grant without one the issuer the token
+//     is attributed to), outcome, and for refusals the OAuth error, the
+//     hint the client was given and the precise reason it was not;
+//   - for the jwt-bearer grant, from handler.Decision: the assertion's
+//     issuer and subject (as claimed, once it parsed), the kid it named,
+//     and the trust relationship whose key verified it;
+//   - scope (granted) and expires_in for a granted token; duration_ms.
+//
+// Never the assertion, a token, a client secret, a key, or the
+// Authorization header: none of them is ever handed to the logger.
+type tokenAudit struct {
+	handler.Decision
+	start     time.Time
+	grantType string
+}
+
+// auditToken writes the audit event of a token request that ended with
+// ar and err (nil for a token).
+func (s *Server) auditToken(ctx context.Context, a *tokenAudit, ar fosite.AccessRequester, resp fosite.AccessResponder, err error) {
+	level := slog.LevelInfo
+	msg := "token granted"
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs, slog.String("event", "token"), slog.String("grant_type", truncate(a.grantType)))
+	var rfc *fosite.RFC6749Error
+	switch {
+	case err == nil:
+		attrs = append(attrs, slog.String("outcome", "granted"))
+	default:
+		rfc = fosite.ErrorToRFC6749Error(err)
+		if rfc.CodeField >= 500 {
+			level, msg = slog.LevelError, "token request failed"
+			attrs = append(attrs, slog.String("outcome", "error"))
+		} else {
+			msg = "token refused"
+			attrs = append(attrs, slog.String("outcome", "refused"))
+		}
+		attrs = append(attrs, slog.String("error", rfc.ErrorField))
+		if rfc.HintField != "" {
+			attrs = append(attrs, slog.String("hint", rfc.HintField))
+		}
+		if rfc.DebugField != "" {
+			// The precise reason (which key check failed, say), or for a
+			// server error its cause, which the caller is not told.
+			attrs = append(attrs, slog.String("reason", rfc.DebugField))
+		}
+	}
+	if ar != nil && ar.GetClient() != nil && ar.GetClient().GetID() != "" {
+		attrs = append(attrs, slog.String("client_id", ar.GetClient().GetID()))
+	}
+	for _, f := range [...]struct{ k, v string }{
+		{"issuer", a.Issuer}, {"subject", a.Subject}, {"kid", a.KeyID}, {"trust_id", a.TrustID},
+	} {
+		if f.v != "" {
+			attrs = append(attrs, slog.String(f.k, f.v))
+		}
+	}
+	if err == nil && ar != nil {
+		attrs = append(attrs, slog.String("scope", joinScopes(ar.GetGrantedScopes())))
+		if resp != nil {
+			if exp, ok := resp.GetExtra("expires_in").(int64); ok {
+				attrs = append(attrs, slog.Int64("expires_in", exp))
+			}
+		}
+	}
+	attrs = append(attrs, slog.Float64("duration_ms", float64(time.Since(a.start).Microseconds())/1000))
+	s.logger.LogAttrs(ctx, level, msg, attrs...)
+}
+
+func joinScopes(scopes fosite.Arguments) string {
+	switch len(scopes) {
+	case 0:
+		return ""
+	case 1:
+		return scopes[0]
+	}
+	n := len(scopes) - 1
+	for _, sc := range scopes {
+		n += len(sc)
+	}
+	b := make([]byte, 0, n)
+	for i, sc := range scopes {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, sc...)
+	}
+	return string(b)
+}
