@@ -148,9 +148,9 @@ trust:
 `
 
 // buildOurs builds our server as the jwtbearer serve command does
-// (server.ParseConfig, server.New, Server.Serve), with a logger that
-// writes warnings and errors only, so nothing is written per successful
-// request, and claims preload jtis of preloadIssuer.
+// (server.ParseConfig, server.New, Server.Serve), with its info-level
+// JSON log (an audit line per token) written to /dev/null, and claims
+// preload jtis of preloadIssuer.
 func buildOurs(ctx context.Context, pubFile, authority string, preload int, stderr io.Writer) (func(context.Context, net.Listener) error, error) {
 	// The token secret is the configuration's, whatever the environment says.
 	_ = os.Unsetenv("JWTBEARER_TOKEN_SECRET")
@@ -159,7 +159,18 @@ func buildOurs(ctx context.Context, pubFile, authority string, preload int, stde
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The audit log is on, as in the jwtbearer serve command at its default
+	// level, through the same buffered writer; it goes to /dev/null rather
+	// than to the parent. Warnings and errors go to stderr as well.
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	audit := server.NewLogWriter(devNull, 100*time.Millisecond)
+	logger := slog.New(slog.NewMultiHandler(
+		slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		slog.NewJSONHandler(audit, &slog.HandlerOptions{Level: slog.LevelInfo}),
+	))
 	srv, err := server.New(ctx, cfg, server.WithLogger(logger))
 	if err != nil {
 		return nil, err

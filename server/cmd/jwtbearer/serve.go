@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -46,7 +47,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Logs, one audit line per token among them, are buffered and written
+	// out every 100 ms (see server.LogWriter), and at exit.
+	logOut := server.NewLogWriter(stderr, 100*time.Millisecond)
+	defer func() { _ = logOut.Close() }()
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
 	// go-redis logs connection failures through a global logger of its own;
 	// send them to ours, as JSON at warning level.
 	goredis.SetLogger(redisLogger{logger})
