@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -338,5 +339,53 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, secret := range []string{"TestClient", "User1", "made-up-grant-type", "svc", k.Public.KeyID} {
 		assert.NotContains(t, body, secret)
+	}
+}
+
+// TestMetricsListener: metrics.listener moves /metrics behind the admin
+// listener and its token, or removes it.
+func TestMetricsListener(t *testing.T) {
+	t.Parallel()
+	_, files := rsaKeyFile("id_rsa.pub")
+	const tmpl = `
+listen: {{.Listen}}
+issuer: {{.Issuer}}
+metrics: {listener: {{.V.listener}}}
+admin:
+  listen: 127.0.0.1:1
+  token: ` + adminToken + `
+trust:
+  - issuer: TestClient
+    subject: User1
+    keys: [{file: id_rsa.pub}]
+`
+	for _, tc := range []struct {
+		listener           string
+		public, adminAuthd int
+	}{
+		{"public", http.StatusOK, http.StatusNotFound},
+		{"admin", http.StatusNotFound, http.StatusOK},
+		{"off", http.StatusNotFound, http.StatusNotFound},
+	} {
+		t.Run(tc.listener, func(t *testing.T) {
+			ts := newServer(t, tmpl, fixture{Files: files, Vars: map[string]any{"listener": tc.listener}})
+			assert.Equal(t, tc.public, ts.do(t, http.MethodGet, "/metrics", "").Status)
+
+			get := func(token string) *httptest.ResponseRecorder {
+				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				rec := httptest.NewRecorder()
+				ts.Admin.ServeHTTP(rec, req)
+				return rec
+			}
+			assert.Equal(t, http.StatusUnauthorized, get("").Code, "the admin listener always wants its token")
+			rec := get(adminToken)
+			assert.Equal(t, tc.adminAuthd, rec.Code)
+			if tc.adminAuthd == http.StatusOK {
+				assert.Contains(t, rec.Body.String(), "jwtbearer_token_requests_total")
+			}
+		})
 	}
 }
