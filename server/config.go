@@ -72,6 +72,9 @@ type Config struct {
 	Clients []ClientConfig `yaml:"clients"`
 	// Admin enables the trust-management API on a listener of its own.
 	Admin AdminConfig `yaml:"admin"`
+	// AccessTokens chooses opaque HMAC access tokens (the default) or RFC
+	// 9068 JWTs.
+	AccessTokens AccessTokensConfig `yaml:"access_tokens"`
 	// RateLimits limits requests per client and per assertion issuer.
 	RateLimits RateLimitsConfig `yaml:"rate_limits"`
 	// Metrics says where the Prometheus metrics are served.
@@ -529,6 +532,10 @@ func (c *Config) Validate() error {
 	check(rk.MaxBytes != 0 && (rk.MaxBytes < 1<<10 || rk.MaxBytes > 16<<20), "remote_keys.max_bytes: must be between 1024 and 16777216 (or unset)")
 	check(rk.MinTTL > 0 && rk.MaxTTL > 0 && rk.MinTTL > rk.MaxTTL, "remote_keys.min_ttl: must not exceed max_ttl")
 
+	errs = append(errs, c.AccessTokens.check(c.dir)...)
+	// Generated keys exist in one process: tokens of one instance would not
+	// verify with the keys another publishes.
+	check(c.Store.Type == "redis" && c.AccessTokens.GeneratesKeys(), "access_tokens.signing_keys: required with store type redis, the same on every instance")
 	c.RateLimits.Client.check("client", check)
 	c.RateLimits.Issuer.check("issuer", check)
 	switch c.Metrics.Listener {
@@ -744,6 +751,14 @@ func (c *Config) clientKeys(cl ClientConfig, rec fileHashes) ([]jose.JSONWebKey,
 }
 
 func (c *Config) keys(k KeyConfig, dir string, rec fileHashes) ([]jose.JSONWebKey, error) {
+	return readKeys(k, dir, rec, store.ParseKeys)
+}
+
+// readKeys reads the key material of k, given exactly one way, and parses
+// it with parse: store.ParseKeys for public keys, which refuses private
+// ones on purpose; parseATPrivateKeys for the access tokens' signing keys.
+// rec, when not nil, records the files read.
+func readKeys(k KeyConfig, dir string, rec fileHashes, parse func([]byte) ([]jose.JSONWebKey, error)) ([]jose.JSONWebKey, error) {
 	set := 0
 	for _, given := range []bool{k.File != "", k.PEM != "", k.JWK != nil} {
 		if given {
@@ -759,15 +774,15 @@ func (c *Config) keys(k KeyConfig, dir string, rec fileHashes) ([]jose.JSONWebKe
 		if err != nil {
 			return nil, fmt.Errorf("file: %w", err)
 		}
-		return store.ParseKeys(data)
+		return parse(data)
 	case k.PEM != "":
-		return store.ParseKeys([]byte(k.PEM))
+		return parse([]byte(k.PEM))
 	default:
 		data, err := json.Marshal(k.JWK)
 		if err != nil {
 			return nil, fmt.Errorf("jwk: %w", err)
 		}
-		return store.ParseKeys(data)
+		return parse(data)
 	}
 }
 

@@ -176,10 +176,19 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		s.limiter.refused = func(kind handler.LimitKind) { s.metrics.rateLimited(string(kind)) }
 		s.settings.Limiter = s.limiter
 	}
-	strategy, err := newTokenStrategy(fc)
+	opaque, err := newTokenStrategy(fc)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
+	}
+	var strategy oauth2.CoreStrategy = opaque
+	if cfg.AccessTokens.UsesJWT() {
+		jat, err := newJWTAccessTokens(cfg.AccessTokens, cfg.dir, cfg.Issuer, cfg.AccessTokenLifetime, opaque, nil)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("access_tokens: %w", err)
+		}
+		strategy, s.jwks = jat, jat
 	}
 	provider := compose.Compose(fc, s.store, strategy,
 		onlyIfHandles[*oauth2.ClientCredentialsGrantHandler](compose.OAuth2ClientCredentialsGrantFactory),
