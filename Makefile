@@ -2,7 +2,7 @@
 GO ?= go
 GOLANGCI_LINT_VERSION ?= v2.15.0
 
-.PHONY: run test bench lint
+.PHONY: run test bench lint fuzz
 
 # run starts the example server on the embedded memory store, in demo mode:
 # it trusts TestClient/User1 with a fresh key pair and prints the command
@@ -30,6 +30,21 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkTokenEndpoint$$|BenchmarkTokenEndpointRedis' -benchmem ./handler/ | tee -a "$$dir/go2.txt" && \
 	$(GO) run ./integration/loadgen summary -gobench "$$dir/go1.txt,$$dir/go2.txt" -load "$$dir/load.json" && \
 	exit $$load
+
+# fuzz runs every fuzz target of the repository, one after another, each
+# for FUZZTIME (go test -fuzz takes one target of one package at a time).
+# The targets are found in the _test.go files, so new ones join in. A
+# failing input is written to the package's testdata/fuzz/<target>/ and
+# stops the run; plain go test runs it from then on.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for file in $$(grep -rl --include='*_test.go' --exclude-dir=testdata '^func Fuzz' . | sort); do \
+		pkg=./$$(dirname "$${file#./}"); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			echo "== $$pkg $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done
 
 # lint checks formatting and runs go vet and golangci-lint (built from
 # source on first use, which takes a few minutes).

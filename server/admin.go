@@ -76,7 +76,7 @@ func (s *Server) AdminHandler() http.Handler {
 }
 
 func (s *Server) adminRoutes() http.Handler {
-	r := mux.NewRouter().UseEncodedPath()
+	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
 	checker := &handler.Handler{Keys: s.store, Replay: s.store, Config: s.fosite, Settings: s.settings}
 	r.HandleFunc("/admin/trust/check", func(w http.ResponseWriter, r *http.Request) { s.adminCheck(w, r, checker) }).Methods(http.MethodPost)
 	r.HandleFunc("/admin/remote-keys", s.adminRemoteKeys).Methods(http.MethodGet, http.MethodHead)
@@ -295,7 +295,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, what string) bool
 			Detail: fmt.Sprintf("The request body is larger than the %d bytes this API accepts.", adminMaxBody)})
 		return false
 	}
-	detail := "The request body is not " + what + ": " + err.Error()
+	detail := "The request body is not " + what + ": " + describeJSONError(err) + "."
 	if errors.Is(err, io.EOF) {
 		detail = "The request body is empty."
 	}
@@ -375,6 +375,10 @@ func parseKeyEntry(raw json.RawMessage) (jose.JSONWebKey, error) {
 		msg := strings.TrimPrefix(err.Error(), "keys: ")
 		msg = strings.TrimPrefix(msg, "JWK 0: ")
 		msg = strings.TrimPrefix(msg, "PEM block 0: ")
+		if i := strings.Index(msg, "json: "); i >= 0 {
+			// go-jose passes encoding/json's texts on, which name Go types.
+			msg = msg[:i] + "a member has the wrong type or is malformed"
+		}
 		return jose.JSONWebKey{}, errors.New(strings.ReplaceAll(msg, "go-jose/go-jose: ", ""))
 	}
 	if len(keys) != 1 {
@@ -700,4 +704,53 @@ func (s *Server) adminList(w http.ResponseWriter, r *http.Request) {
 		last = t.ID
 	}
 	writeAdminJSON(w, http.StatusOK, page)
+}
+
+// describeJSONError says what is wrong with a JSON body in the API's terms:
+// encoding/json's own texts name Go types and fields ("Go struct field
+// trustJSON.Trust.issuer of type string"), which are nobody's business.
+func describeJSONError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var parse *time.ParseError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("it is not valid JSON (at byte %d)", syntax.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "it ends in the middle of the JSON value"
+	case errors.As(err, &typ):
+		name := typ.Field
+		if i := strings.LastIndexByte(name, '.'); i >= 0 {
+			name = name[i+1:]
+		}
+		if name == "" {
+			return fmt.Sprintf("it must be a JSON object, not %s", jsonKind(typ.Value))
+		}
+		return fmt.Sprintf("%q must not be %s", name, jsonKind(typ.Value))
+	case errors.As(err, &parse):
+		return "a time must be written as in RFC 3339, such as 2027-01-01T00:00:00Z"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown member " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case strings.HasPrefix(err.Error(), "json: "):
+		return "it could not be decoded"
+	}
+	// The API's own types' errors (durations, say) are written for it.
+	return err.Error()
+}
+
+// jsonKind names what encoding/json's UnmarshalTypeError.Value holds.
+func jsonKind(v string) string {
+	switch {
+	case v == "array":
+		return "a list"
+	case v == "object":
+		return "an object"
+	case v == "string":
+		return "a string"
+	case v == "bool":
+		return "a boolean"
+	case strings.HasPrefix(v, "number"):
+		return "a number"
+	}
+	return "that value"
 }

@@ -574,6 +574,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		check(cl.SecretHash != "" && !strings.HasPrefix(cl.SecretHash, "$2"), "%s.secret_hash: must be a bcrypt hash", where)
+		check(len(cl.Secret) > 72, "%s.secret: at most 72 bytes (bcrypt reads no more)", where)
 		check(len(cl.GrantTypes) == 0, "%s.grant_types: at least one is required", where)
 		for _, gt := range cl.GrantTypes {
 			check(!contains(knownGrantTypes, gt), "%s.grant_types: %q is not served here (%s)", where, gt, strings.Join(knownGrantTypes, ", "))

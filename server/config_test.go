@@ -76,6 +76,16 @@ func TestParseConfigErrors(t *testing.T) {
 	}{
 		{"unknown key", "listen: 127.0.0.1:1\nlisen: x\n", []string{"field lisen not found"}},
 		{"unknown nested key", "jwt_bearer:\n  requre_jti: true\n", []string{"field requre_jti not found"}},
+		{"client secret beyond bcrypt's 72 bytes", "clients:\n  - {id: c, grant_types: [client_credentials], secret: " + strings.Repeat("s", 73) + "}\n",
+			[]string{"clients[0].secret: at most 72 bytes"}},
+		{"client with a secret and keys", "clients:\n  - {id: c, grant_types: [client_credentials], secret: s, jwks_uri: https://c.example/jwks}\n",
+			[]string{"clients[0]: exactly one of secret, secret_hash, jwks or jwks_uri"}},
+		{"client jwks_uri over plain http", "clients:\n  - {id: c, grant_types: [client_credentials], jwks_uri: http://c.example/jwks}\n",
+			[]string{"clients[0].jwks_uri:"}},
+		{"rate limits", "rate_limits:\n  client: {rate: -1}\n  issuer: {burst: 5}\n",
+			[]string{"rate_limits.client.rate:", "rate_limits.issuer.burst: set without a rate"}},
+		{"metrics on an absent admin listener", "metrics: {listener: admin}\n", []string{"metrics.listener: admin needs admin.listen"}},
+		{"unknown metrics listener", "metrics: {listener: everywhere}\n", []string{`metrics.listener: "everywhere"`}},
 		{"wrong type", "jwt_bearer:\n  clock_skew: soon\n", []string{"line 2", "time.Duration"}},
 		{"every problem at once", `
 listen: nowhere

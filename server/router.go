@@ -22,7 +22,9 @@ import (
 
 // routes builds the router. Every answer, errors included, is JSON.
 func (s *Server) routes() http.Handler {
-	r := mux.NewRouter()
+	// No path cleaning: mux would answer //healthz with a bodiless 301;
+	// such paths are 404s, in JSON like every answer.
+	r := mux.NewRouter().SkipClean(true)
 	// POST /token is served before the router (below); the route makes
 	// the router answer other methods with 405.
 	r.HandleFunc("/token", func(w http.ResponseWriter, req *http.Request) { s.token(req.Context(), w, req) }).Methods(http.MethodPost)

@@ -274,13 +274,26 @@ func (noAuthorizeCodes) InvalidateAuthorizeCodeSession(context.Context, string) 
 }
 
 // clientJWTs authenticates the requests that carry a client assertion
-// (private_key_jwt, RFC 7523 §2.2) and leaves the others to next. Such a
-// request may carry no other credentials (RFC 6749 §2.3.1: one method per
-// request), and its client must be one configured with keys: a client
-// with a secret cannot switch to assertions, nor the reverse.
+// (private_key_jwt, RFC 7523 §2.2) and leaves the others to next. A
+// request may use one client authentication method only (RFC 6749 §2.3):
+// an Authorization header goes with neither an assertion nor a
+// client_secret in the body, nor with a client_id naming someone else. The
+// client of an assertion must be one configured with keys: a client with a
+// secret cannot switch to assertions, nor the reverse.
 func (s *Server) clientJWTs(next fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
 	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 		if !handler.HasClientAssertion(form) {
+			if _, ok := r.Header["Authorization"]; ok {
+				// fosite would read the header and ignore the body.
+				if _, ok := form["client_secret"]; ok {
+					return nil, fosite.ErrInvalidClient.WithHint("The request carries both an Authorization header and a client_secret; use one client authentication method.")
+				}
+				if id, _, ok := r.BasicAuth(); ok {
+					if unescaped, err := url.QueryUnescape(id); err == nil && form.Has("client_id") && form.Get("client_id") != unescaped {
+						return nil, fosite.ErrInvalidClient.WithHint("The client_id parameter names another client than the Authorization header.")
+					}
+				}
+			}
 			return next(ctx, r, form)
 		}
 		if _, ok := r.Header["Authorization"]; ok {

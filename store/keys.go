@@ -459,6 +459,12 @@ func checkKey(k *jose.JSONWebKey, minSecret int) (keyKind, string) {
 		if !k.Valid() {
 			return "", "invalid RSA public key"
 		}
+		if key.E < 3 || key.E > 1<<31-1 || key.E%2 == 0 {
+			// What crypto/rsa verifies with; go-jose reads larger "e"
+			// values into an int without complaint (even as -1), and such
+			// a key would be stored yet verify nothing.
+			return "", "RSA public exponent must be odd, from 3 to 2^31-1"
+		}
 		if bits := key.N.BitLen(); bits < MinRSABits {
 			return "", fmt.Sprintf("RSA key has %d bits; at least %d are required", bits, MinRSABits)
 		} else if bits > MaxRSABits {

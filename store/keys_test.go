@@ -262,6 +262,11 @@ func TestNormalizeTrustRejects(t *testing.T) {
 		{"private Ed25519 key", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: edKey()}} }, "keys[0]: this is a private key"},
 		{"RSA 1024", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &rsa1k().PublicKey}} }, "keys[0]: RSA key has 1024 bits; at least 2048 are required"},
 		{"RSA without modulus", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &rsa.PublicKey{E: 65537}}} }, "keys[0]: invalid RSA public key"},
+		// go-jose reads an over-long "e" into an int, as -1 for 64 bytes
+		// of 0xff: such keys would be stored and verify nothing.
+		{"RSA exponent -1", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &rsa.PublicKey{N: rsaKey().N, E: -1}}} }, "keys[0]: RSA public exponent must be odd, from 3 to 2^31-1"},
+		{"RSA exponent 2^32+1", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &rsa.PublicKey{N: rsaKey().N, E: 1<<32 + 1}}} }, "keys[0]: RSA public exponent must be odd"},
+		{"RSA even exponent", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &rsa.PublicKey{N: rsaKey().N, E: 65536}}} }, "keys[0]: RSA public exponent must be odd"},
 		{"EC P-224", func(tr *store.Trust) { tr.Keys = []jose.JSONWebKey{{Key: &p224().PublicKey}} }, `keys[0]: EC curve "P-224" is not accepted`},
 		{"EC point off the curve", func(tr *store.Trust) {
 			tr.Keys = []jose.JSONWebKey{{Key: &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}}} //nolint:staticcheck // a point off the curve, on purpose
