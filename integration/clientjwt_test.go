@@ -133,3 +133,29 @@ func TestPrivateKeyJWT(t *testing.T) {
 		assert.Equal(t, false, in["active"])
 	})
 }
+
+// TestOneClientAuthenticationMethod: RFC 6749 §2.3, "The client MUST NOT
+// use more than one authentication method in each request". fosite would
+// read the Authorization header and ignore the rest.
+func TestOneClientAuthenticationMethod(t *testing.T) {
+	t.Parallel()
+	ts, _ := newTokensServer(t)
+	cc := func(kv ...string) url.Values {
+		f := url.Values{"grant_type": {"client_credentials"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			f.Set(kv[i], kv[i+1])
+		}
+		return f
+	}
+	requireToken(t, ts.token(t, cc(), basicAuth("svc", "s3cret")))
+	requireToken(t, ts.token(t, cc("client_id", "svc"), basicAuth("svc", "s3cret"))) // the same client named twice is one method
+	requireToken(t, ts.token(t, cc("client_id", "svc", "client_secret", "s3cret")))  // client_secret_post alone
+	for name, form := range map[string]url.Values{
+		"Basic and client_secret":        cc("client_secret", "s3cret"),
+		"Basic and another client_id":    cc("client_id", "TestClient"),
+		"Basic and a secret for another": cc("client_id", "TestClient", "client_secret", "test-client-s3cret"),
+	} {
+		e := requireError(t, ts.token(t, form, basicAuth("svc", "s3cret")), http.StatusUnauthorized, "invalid_client")
+		assert.Contains(t, e.Description, "client", name)
+	}
+}
