@@ -18,19 +18,6 @@ import (
 // the client authenticates with a JWT it signed (private_key_jwt).
 const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// ClientAssertionReplayPrefix begins the issuer under which
-// ClientAssertionVerifier claims a client assertion's jti in the
-// store.ReplayGuard; the client_id follows it. The grant claims its jtis
-// under the assertion's "iss", which is a trust relationship's issuer, and
-// store.NormalizeTrust only requires that issuer to be non-empty: nothing
-// forbids one that starts with these bytes. The prefix therefore starts and
-// ends with a NUL byte, which no URL, no client_id of RFC 6749 (VSCHAR) and
-// no sane issuer contains, so the two namespaces cannot meet unless an
-// operator configures an issuer beginning with a NUL. Even then a collision
-// could only make the replay guard refuse an assertion as used, never
-// accept a replayed one.
-const ClientAssertionReplayPrefix = "\x00client_assertion\x00"
-
 // ClientKeySource supplies the public keys registered for OAuth 2.0
 // clients that authenticate with private_key_jwt. Implementations must be
 // safe for concurrent use.
@@ -53,14 +40,19 @@ type ClientKeySource interface {
 //
 // Client assertions and grant assertions are kept apart (RFC 8725 §3.12):
 // the keys come from the client registry, never from trust relationships,
-// the jtis are claimed in their own namespace (ClientAssertionReplayPrefix),
-// and the grant refuses a JWT typed "client-authentication+jwt".
+// and the grant refuses a JWT typed "client-authentication+jwt". Their
+// jtis are claimed as the grant's are, under the "iss" (here the
+// client_id): a client's jtis are its own, and one JWT cannot be redeemed
+// once as a client assertion and once more as a grant assertion of a
+// trust relationship whose issuer is that client with the same key.
 type ClientAssertionVerifier struct {
 	// Audiences are the accepted "aud" values: this server's issuer
 	// identifier and its token endpoint URL (draft-ietf-oauth-rfc7523bis
-	// has client assertions name the issuer identifier). An assertion is
-	// accepted when one of its "aud" values is listed, compared as plain
-	// strings (RFC 7521 §5.2). Empty refuses every assertion.
+	// has client assertions name the issuer identifier). Every "aud"
+	// value must be listed, compared as plain strings (RFC 7521 §5.2): an
+	// assertion also made out to another party is refused, so that one
+	// that party received cannot be replayed here. Empty refuses every
+	// assertion.
 	Audiences []string
 	// Algorithms is the JWS "alg" allow-list. Empty means
 	// DefaultAlgorithms. Only asymmetric algorithms are ever accepted: HS*
@@ -69,9 +61,13 @@ type ClientAssertionVerifier struct {
 	Algorithms []string
 	// Keys supplies the clients' public keys.
 	Keys ClientKeySource
-	// Replay redeems each client assertion's jti once, under the issuer
-	// ClientAssertionReplayPrefix + client_id.
+	// Replay redeems each client assertion's jti once, under its issuer,
+	// the client_id.
 	Replay store.ReplayGuard
+	// Limiter, when set, is asked (LimitClient, client_id) once the
+	// assertion is verified and before its jti is claimed, so that an
+	// assertion refused for the rate is not used up.
+	Limiter Limiter
 	// ClockSkew is the leeway applied to "exp", "nbf" and "iat". Zero
 	// means DefaultClockSkew; a negative value means none.
 	ClockSkew time.Duration
@@ -172,7 +168,12 @@ func (v *ClientAssertionVerifier) Authenticate(ctx context.Context, form url.Val
 	if floor := now.Add(replayMargin); until.Before(floor) {
 		until = floor
 	}
-	fresh, err := v.Replay.ClaimJTI(ctx, ClientAssertionReplayPrefix+clientID, c.ID, until)
+	if v.Limiter != nil {
+		if ok, retry := v.Limiter.Allow(ctx, LimitClient, clientID); !ok {
+			return "", RateLimited(LimitClient, retry)
+		}
+	}
+	fresh, err := v.Replay.ClaimJTI(ctx, clientID, c.ID, until)
 	if err != nil {
 		return "", storeError(err)
 	}
@@ -291,7 +292,7 @@ func (v *ClientAssertionVerifier) checkClaims(a *assertion, now time.Time) error
 		return fosite.ErrInvalidClient.WithHint("This server accepts no client assertions: no audience is configured for them.")
 	}
 	if !v.audienceAccepted(c.Audience) {
-		return fosite.ErrInvalidClient.WithHintf("The client assertion's \"aud\" claim must contain this server's issuer identifier or token endpoint URL: %s.", strings.Join(v.Audiences, ", "))
+		return fosite.ErrInvalidClient.WithHintf("The client assertion's \"aud\" claim must be this server's issuer identifier or token endpoint URL, and nothing else: %s.", strings.Join(v.Audiences, ", "))
 	}
 	if c.Expiry == nil {
 		return fosite.ErrInvalidClient.WithHint("The client assertion must contain an \"exp\" (expiration time) claim.")
@@ -324,15 +325,16 @@ func (v *ClientAssertionVerifier) checkClaims(a *assertion, now time.Time) error
 	return nil
 }
 
-// audienceAccepted reports whether one of aud is in v.Audiences, compared
-// as plain strings (RFC 7521 §5.2). Empty values never match.
+// audienceAccepted reports whether aud has values and every one is in
+// v.Audiences, compared as plain strings (RFC 7521 §5.2). Empty values
+// never match.
 func (v *ClientAssertionVerifier) audienceAccepted(aud []string) bool {
 	for _, s := range aud {
-		if s != "" && contains(v.Audiences, s) {
-			return true
+		if s == "" || !contains(v.Audiences, s) {
+			return false
 		}
 	}
-	return false
+	return len(aud) > 0
 }
 
 // algorithms is the effective allow-list: Algorithms (or

@@ -187,9 +187,13 @@ func TestClientAssertionAuthenticate(t *testing.T) {
 		{name: "aud is the token URL", form: func(*testing.T) url.Values {
 			return caFormWith(caRSA, func(c map[string]interface{}) { c["aud"] = caTokenURL })
 		}},
-		{name: "aud is an array holding the issuer", form: func(*testing.T) url.Values {
-			return caFormWith(caRSA, func(c map[string]interface{}) { c["aud"] = []string{"https://other.example", caIssuer} })
+		{name: "aud is an array of the issuer and the token URL", form: func(*testing.T) url.Values {
+			return caFormWith(caRSA, func(c map[string]interface{}) { c["aud"] = []string{caTokenURL, caIssuer} })
 		}},
+		// Made out to another party too: that party could replay it here.
+		{name: "aud is an array holding the issuer and another party", form: func(*testing.T) url.Values {
+			return caFormWith(caRSA, func(c map[string]interface{}) { c["aud"] = []string{"https://other.example", caIssuer} })
+		}, wantErr: fosite.ErrInvalidClient, wantHint: "and nothing else"},
 		{name: "expired within the clock skew", form: func(*testing.T) url.Values {
 			return caFormWith(caRSA, func(c map[string]interface{}) { c["iat"], c["exp"] = at(-time.Minute), at(-20*time.Second) })
 		}},
@@ -278,7 +282,7 @@ func TestClientAssertionAuthenticate(t *testing.T) {
 		}, wantErr: fosite.ErrInvalidClient, wantHint: "\"aud\""},
 		{name: "wrong audience", form: func(*testing.T) url.Values {
 			return caFormWith(caRSA, func(c map[string]interface{}) { c["aud"] = "https://other.example/token" })
-		}, wantErr: fosite.ErrInvalidClient, wantHint: "\"aud\" claim must contain"},
+		}, wantErr: fosite.ErrInvalidClient, wantHint: "\"aud\" claim must be this server's issuer identifier"},
 		{name: "audience list empty", form: func(*testing.T) url.Values { return caFormWith(caRSA, nil) },
 			edit:    func(v *handler.ClientAssertionVerifier) { v.Audiences = nil },
 			wantErr: fosite.ErrInvalidClient, wantHint: "no audience is configured"},
@@ -436,7 +440,7 @@ func TestClientAssertionReplay(t *testing.T) {
 
 	calls := replay.recorded()
 	require.Len(t, calls, 3)
-	assert.Equal(t, handler.ClientAssertionReplayPrefix+caClient, calls[0].issuer)
+	assert.Equal(t, caClient, calls[0].issuer, "claimed under its issuer, the client_id")
 	assert.Equal(t, c["jti"], calls[0].jti)
 	exp := time.Unix(c["exp"].(int64), 0)
 	assert.True(t, calls[0].until.Equal(exp.Add(handler.DefaultClockSkew)), "until = %v; want exp + skew = %v", calls[0].until, exp.Add(handler.DefaultClockSkew))
@@ -475,51 +479,77 @@ func TestClientAssertionReplayStoreOutage(t *testing.T) {
 	})
 }
 
-// A client assertion's jti and a grant assertion's jti live in different
-// namespaces of the same replay guard: neither consumes the other, even
-// when the grant's issuer is the client_id.
+// A client assertion's jti is claimed as a grant assertion's is, under its
+// "iss": one JWT cannot serve once as a client assertion and once more as
+// the grant assertion of a relationship whose issuer is that client (a
+// service account signing for itself), in either order. Other issuers'
+// jtis, and other clients', are their own.
 func TestClientAssertionJTINamespace(t *testing.T) {
 	ctx := t.Context()
 	st := memory.New()
 	v := newVerifier(st)
 	until := caNow.Add(time.Hour)
 
-	for _, grantIssuer := range []string{caClient, caIssuer, ""} {
-		c := caClaims()
-		jti := c["jti"].(string)
-		// The grant redeems (grantIssuer, jti) first.
-		fresh, err := st.ClaimJTI(ctx, grantIssuer, jti, until)
-		require.NoError(t, err)
-		require.True(t, fresh)
-
-		id, err := v.Authenticate(ctx, caForm(caRSA.Sign(c)))
-		require.NoError(t, err, "grant issuer %q", grantIssuer)
-		assert.Equal(t, caClient, id)
-
-		// Both namespaces remember their own claim.
-		fresh, err = st.ClaimJTI(ctx, grantIssuer, jti, until)
-		require.NoError(t, err)
-		assert.False(t, fresh, "the grant's claim stays")
-		_, err = v.Authenticate(ctx, caForm(caRSA.Sign(c)))
-		assert.ErrorIs(t, err, fosite.ErrInvalidClient, "the client assertion's claim stays")
-	}
-
-	// The other way round: a client assertion first, then the grant.
+	// The grant redeemed (client_id, jti) first: the client assertion is a
+	// replay.
 	c := caClaims()
-	_, err := v.Authenticate(ctx, caForm(caRSA.Sign(c)))
-	require.NoError(t, err)
 	fresh, err := st.ClaimJTI(ctx, caClient, c["jti"].(string), until)
 	require.NoError(t, err)
-	assert.True(t, fresh, "a client assertion must not consume the grant's (iss, jti)")
+	require.True(t, fresh)
+	_, err = v.Authenticate(ctx, caForm(caRSA.Sign(c)))
+	require.ErrorIs(t, err, fosite.ErrInvalidClient)
+	assert.ErrorIs(t, err, handler.ErrReplayed)
 
-	// Two clients may use the same jti.
+	// The other way round: a client assertion first, then the grant.
+	c = caClaims()
+	_, err = v.Authenticate(ctx, caForm(caRSA.Sign(c)))
+	require.NoError(t, err)
+	fresh, err = st.ClaimJTI(ctx, caClient, c["jti"].(string), until)
+	require.NoError(t, err)
+	assert.False(t, fresh, "the grant must find the client assertion's claim")
+
+	// Another issuer's jti, or another client's, is no replay.
+	c = caClaims()
+	for _, other := range []string{caIssuer, ""} {
+		fresh, err := st.ClaimJTI(ctx, other, c["jti"].(string), until)
+		require.NoError(t, err)
+		require.True(t, fresh)
+	}
+	_, err = v.Authenticate(ctx, caForm(caRSA.Sign(c)))
+	require.NoError(t, err)
 	c2 := handlertest.Claims(caPinned, caPinned, caIssuer, caNow)
 	c2["jti"] = c["jti"]
 	_, err = v.Authenticate(ctx, caForm(caRSA.Sign(c2)))
 	assert.NoError(t, err)
+}
 
-	// The prefix cannot be mistaken for a URL or a client_id.
-	assert.True(t, strings.HasPrefix(handler.ClientAssertionReplayPrefix, "\x00"))
+// The client's rate limit is asked once the assertion verified and before
+// its jti is claimed: a refused assertion is not used up, and a forged one
+// spends nothing.
+func TestClientAssertionLimiter(t *testing.T) {
+	lim := &fakeLimiter{}
+	v := newVerifier(memory.New())
+	v.Limiter = lim
+	form := caForm(caRSA.Sign(caClaims()))
+
+	lim.set("client:" + caClient)
+	_, err := v.Authenticate(t.Context(), form)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusTooManyRequests, fosite.ErrorToRFC6749Error(err).CodeField)
+	rl, ok := handler.AsRateLimit(err)
+	require.True(t, ok)
+	assert.Equal(t, handler.LimitClient, rl.Kind)
+
+	lim.set()
+	id, err := v.Authenticate(t.Context(), form)
+	require.NoError(t, err, "not used up by the refusal")
+	assert.Equal(t, caClient, id)
+	assert.Equal(t, []string{"client:" + caClient}, lim.asked)
+
+	lim.set("client:" + caClient)
+	_, err = v.Authenticate(t.Context(), caForm(handlertest.NewRSAKey().Sign(caClaims())))
+	require.ErrorIs(t, err, fosite.ErrInvalidClient)
+	assert.Empty(t, lim.asked, "a forged assertion spends nothing")
 }
 
 // Of many concurrent requests with one assertion, exactly one succeeds.

@@ -72,8 +72,9 @@ type Settings struct {
 	// OpenID discovery, when the Handler has none of its own. Nil: such
 	// relationships verify nothing.
 	RemoteKeys RemoteKeySource
-	// Limiter, when set, rate-limits authenticated clients and verified
-	// issuers (see Limiter). Nil: no limits.
+	// Limiter, when set, rate-limits the issuers of verified assertions
+	// (LimitIssuer, see Limiter); clients are limited where they are
+	// authenticated. Nil: no limits.
 	Limiter Limiter
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

@@ -54,10 +54,10 @@ const (
 )
 
 // Limiter bounds how often a client or an assertion issuer may obtain
-// tokens. The handler asks it only about identities it has proven, an
-// authenticated client or an issuer whose signature verified, so that a
-// stranger cannot spend someone else's allowance and the keys it sees
-// are bounded by the configuration; and it asks before the jti is
+// tokens. The handler (for issuers) and ClientAssertionVerifier (for
+// clients) ask it only about identities proven by a verified signature,
+// so that a stranger cannot spend someone else's allowance and the keys it
+// sees are bounded by the configuration; and they ask before the jti is
 // claimed, so that a refused assertion can be sent again later.
 type Limiter interface {
 	// Allow reports whether one more request of key may proceed now and,

@@ -119,22 +119,9 @@ func TestLimiter(t *testing.T) {
 		wantError(t, e.tokenCtx(context.Background(), otherKey.Sign(e.claims()), nil), fosite.ErrInvalidGrant, untrusted)
 		assert.Empty(t, lim.asked)
 	})
-	t.Run("authenticated client over its limit", func(t *testing.T) {
+	t.Run("clients are not the handler's to count", func(t *testing.T) {
 		lim.set("client:svc")
-		wantLimited(t, e.tokenCtx(context.Background(), rsaKey.Sign(e.claims()), basic("svc", "secret")), handler.LimitClient)
-		assert.Equal(t, []string{"client:svc"}, lim.asked, "refused before the assertion is even verified")
-		// Another client is not affected.
-		require.NoError(t, e.tokenCtx(context.Background(), rsaKey.Sign(e.claims()), basic("other", "secret")))
-	})
-	t.Run("wrong credentials spend no client's allowance", func(t *testing.T) {
-		lim.set("client:svc")
-		err := e.tokenCtx(context.Background(), rsaKey.Sign(e.claims()), basic("svc", "wrong"))
-		require.Error(t, err)
-		assert.NotContains(t, lim.asked, "client:svc")
-	})
-	t.Run("both counted on success", func(t *testing.T) {
-		lim.set()
 		require.NoError(t, e.tokenCtx(context.Background(), rsaKey.Sign(e.claims()), basic("svc", "secret")))
-		assert.Equal(t, []string{"client:svc", "issuer:TestClient"}, lim.asked)
+		assert.Equal(t, []string{"issuer:TestClient"}, lim.asked)
 	})
 }

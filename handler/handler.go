@@ -149,11 +149,6 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 	if identified && !client.GetGrantTypes().Has(GrantType) {
 		return fosite.ErrUnauthorizedClient.WithHintf("The OAuth 2.0 client is not allowed to use the grant type %q.", GrantType)
 	}
-	if identified && s.Limiter != nil {
-		if ok, retry := s.Limiter.Allow(ctx, LimitClient, client.GetID()); !ok {
-			return RateLimited(LimitClient, retry)
-		}
-	}
 
 	raw := form.Get("assertion")
 	if raw == "" {

@@ -27,6 +27,11 @@ trust:
     subject: User1
     scopes: [read, write]
     keys: [{file: id_rsa.pub}]
+  # The client is also an issuer of assertions about itself, with its key.
+  - issuer: jwt-client
+    subject: jwt-client
+    scopes: [read]
+    keys: [{file: client.pub}]
 clients:
   - id: jwt-client
     jwks: [{file: client.pub}]
@@ -90,6 +95,24 @@ func TestPrivateKeyJWT(t *testing.T) {
 		requireToken(t, ts.token(t, withClientAssertion(cc(), a)))
 		e := requireError(t, ts.token(t, withClientAssertion(cc(), a)), http.StatusUnauthorized, "invalid_client")
 		assert.Contains(t, e.Description, "already been used")
+	})
+	t.Run("one JWT is not both a client assertion and a grant", func(t *testing.T) {
+		// A JWT the client signed about itself fits both roles; its jti is
+		// used up by the first, whichever it is.
+		a := clientKey.Sign(with(clientClaims("jwt-client"), "aud", ts.Issuer))
+		requireToken(t, ts.token(t, withClientAssertion(cc(), a)))
+		requireError(t, ts.token(t, grant(a)), http.StatusBadRequest, "invalid_grant")
+
+		b := clientKey.Sign(with(clientClaims("jwt-client"), "aud", ts.Issuer))
+		requireToken(t, ts.token(t, grant(b)))
+		requireError(t, ts.token(t, withClientAssertion(cc(), b)), http.StatusUnauthorized, "invalid_client")
+
+		c := clientKey.Sign(with(clientClaims("jwt-client"), "aud", ts.Issuer))
+		requireError(t, ts.token(t, withClientAssertion(grant(c), c)), http.StatusBadRequest, "invalid_grant")
+	})
+	t.Run("aud made out to another party too", func(t *testing.T) {
+		c := with(clientClaims("jwt-client"), "aud", []string{"https://other.example", ts.TokenURL})
+		requireError(t, ts.token(t, withClientAssertion(cc(), clientKey.Sign(c))), http.StatusUnauthorized, "invalid_client")
 	})
 	t.Run("wrong audience", func(t *testing.T) {
 		e := requireError(t, ts.token(t, withClientAssertion(cc(), clientKey.Sign(with(clientClaims("jwt-client"), "aud", "https://other.example/token")))), http.StatusUnauthorized, "invalid_client")

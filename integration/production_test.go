@@ -92,8 +92,9 @@ func newLoggedServer(t *testing.T, tmpl string, fx fixture) (*testServer, *syncB
 	return newServer(t, tmpl, fx, server.WithLogger(logger)), logs
 }
 
-// TestRequestIDs: every answer carries X-Request-Id, a sane one sent by the
-// caller (a proxy's) is kept, and the audit event names it.
+// TestRequestIDs: every answer carries an X-Request-Id of the server's
+// making, the audit event names it, and a sane one sent by the caller (a
+// proxy's) is logged beside it.
 func TestRequestIDs(t *testing.T) {
 	t.Parallel()
 	k, files := rsaKeyFile("id_rsa.pub")
@@ -105,23 +106,33 @@ func TestRequestIDs(t *testing.T) {
 	assert.Regexp(t, `^[0-9a-f]{12}-[0-9a-z]+$`, idA)
 	assert.NotEqual(t, idA, idB)
 
+	// A proxy's ID is logged beside ours, never taken as ours: a caller
+	// cannot make its requests pass for others (ours, say) in the log.
 	setID := func(id string) reqOption { return func(r *http.Request) { r.Header.Set("X-Request-Id", id) } }
-	kept := ts.token(t, grant("not-a-jwt"), setID("proxy-4f2a.17:x_y"))
-	assert.Equal(t, "proxy-4f2a.17:x_y", kept.Header.Get("X-Request-Id"))
-	for _, bad := range []string{"has space", "quote\"", strings.Repeat("a", 129), "new\\line"} {
-		r := ts.token(t, grant("not-a-jwt"), setID(bad))
-		assert.NotEqual(t, bad, r.Header.Get("X-Request-Id"))
+	proxied := ts.token(t, grant("not-a-jwt"), setID("proxy-4f2a.17:x_y"))
+	spoofed := ts.token(t, grant("not-a-jwt"), setID(idA))
+	for _, r := range []*response{proxied, spoofed} {
 		assert.Regexp(t, `^[0-9a-f]{12}-[0-9a-z]+$`, r.Header.Get("X-Request-Id"))
+		assert.NotEqual(t, idA, r.Header.Get("X-Request-Id"))
+	}
+	var unsafe []*response
+	for _, bad := range []string{"has space", "quote\"", strings.Repeat("a", 129), "new\\line"} {
+		unsafe = append(unsafe, ts.token(t, grant("not-a-jwt"), setID(bad)))
 	}
 
-	ids := map[string]bool{}
+	byID := map[string]map[string]any{}
 	for _, l := range logs.lines(t) {
 		if l["event"] == "token" {
-			ids[l["request_id"].(string)] = true
+			byID[l["request_id"].(string)] = l
 		}
 	}
-	assert.True(t, ids[idA], "the granted token's audit event has its request ID")
-	assert.True(t, ids["proxy-4f2a.17:x_y"])
+	require.Contains(t, byID, idA, "the granted token's audit event has its request ID")
+	assert.Nil(t, byID[idA]["upstream_request_id"])
+	assert.Equal(t, "proxy-4f2a.17:x_y", byID[proxied.Header.Get("X-Request-Id")]["upstream_request_id"])
+	assert.Equal(t, idA, byID[spoofed.Header.Get("X-Request-Id")]["upstream_request_id"])
+	for _, r := range unsafe {
+		assert.Nil(t, byID[r.Header.Get("X-Request-Id")]["upstream_request_id"], "not a plain token: not logged")
+	}
 }
 
 // TestAuditEvents: one audit event per token decision, with who asked, the
@@ -141,6 +152,11 @@ func TestAuditEvents(t *testing.T) {
 	untrusted := ts.token(t, grant(forged))
 	cc := requireToken(t, ts.token(t, url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}, basicAuth("svc", "s3cret")))
 	wrongSecret := ts.token(t, url.Values{"grant_type": {"client_credentials"}}, basicAuth("svc", "wrong-s3cret-guess"))
+	// A client that swaps its ID and secret, and a malformed secret.
+	swapped := ts.token(t, url.Values{"grant_type": {"client_credentials"}}, basicAuth("s3cret-sw4pped-for-the-id", "svc"))
+	malformed := &http.Request{Header: http.Header{}}
+	malformed.SetBasicAuth("svc", "M4LF0RMED%zzTAIL")
+	badEscape := ts.token(t, url.Values{"grant_type": {"client_credentials"}}, func(r *http.Request) { r.Header.Set("Authorization", malformed.Header.Get("Authorization")) })
 	unsupported := ts.token(t, url.Values{"grant_type": {"password"}, "password": {"hunter2-password"}})
 	ts.introspect(t, granted.AccessToken, "svc", "s3cret")
 	require.Equal(t, http.StatusOK, ts.post(t, "/revoke", url.Values{"token": {cc.AccessToken}}, basicAuth("svc", "s3cret")).Status)
@@ -155,7 +171,7 @@ func TestAuditEvents(t *testing.T) {
 	for _, e := range events {
 		byID[e["request_id"].(string)] = e
 	}
-	require.Len(t, events, 6, "one per token request: %v", events)
+	require.Len(t, events, 8, "one per token request: %v", events)
 	event := func(r *response) map[string]any {
 		e := byID[r.Header.Get("X-Request-Id")]
 		require.NotNil(t, e, "no audit event for request %s", r.Header.Get("X-Request-Id"))
@@ -198,6 +214,12 @@ func TestAuditEvents(t *testing.T) {
 	assert.Equal(t, "client_credentials", e["grant_type"])
 	assert.Equal(t, "invalid_client", e["error"])
 
+	for _, r := range []*response{swapped, badEscape} {
+		e = event(r)
+		assert.Equal(t, "invalid_client", e["error"])
+		assert.NotEmpty(t, e["reason"])
+	}
+
 	e = event(unsupported)
 	assert.Equal(t, "unsupported_grant_type", e["error"])
 
@@ -222,6 +244,9 @@ func TestAuditEvents(t *testing.T) {
 		"client_credentials token":     cc.AccessToken,
 		"client secret":                "s3cret",
 		"wrong secret":                 "wrong-s3cret-guess",
+		"secret sent as the client ID": "s3cret-sw4pped",
+		"malformed secret":             "M4LF0RMED",
+		"malformed secret's tail":      "%zz",
 		"password parameter":           "hunter2-password",
 		"Basic credentials":            base64.StdEncoding.EncodeToString([]byte("svc:s3cret")),
 		"public key (JWK n)":           n,
@@ -257,6 +282,10 @@ clients:
     secret_hash: "{{hash "0ther-s3cret"}}"
     grant_types: [client_credentials]
     scopes: [read]
+  - id: jwt-client
+    jwks: [{file: client.pub}]
+    grant_types: [client_credentials]
+    scopes: [read]
 `
 
 // requireRateLimited checks a 429: RFC 6749 JSON body (slow_down) and a
@@ -277,6 +306,8 @@ func TestRateLimits(t *testing.T) {
 	k, files := rsaKeyFile("id_rsa.pub")
 	partner := handlertest.NewRSAKey()
 	files["partner.pub"] = partner.PublicKeyPEM()
+	clientKey := handlertest.NewECKey()
+	files["client.pub"] = clientKey.PublicKeyPEM()
 	ts := newServer(t, rateLimitConfig, fixture{Files: files})
 
 	t.Run("issuer", func(t *testing.T) {
@@ -308,6 +339,24 @@ func TestRateLimits(t *testing.T) {
 		requireRateLimited(t, ts.token(t, grant(partner.Sign(claims("Partner", "x", ts.TokenURL))), basicAuth("svc", "s3cret")), 50)
 		// Another client is not affected.
 		requireToken(t, ts.token(t, cc, basicAuth("other", "0ther-s3cret")))
+	})
+	t.Run("client assertions", func(t *testing.T) {
+		cc := func(a string) url.Values {
+			return withClientAssertion(url.Values{"grant_type": {"client_credentials"}}, a)
+		}
+		// Forged assertions spend nothing.
+		for range 3 {
+			requireError(t, ts.token(t, cc(handlertest.NewECKey().Sign(claims("jwt-client", "jwt-client", ts.TokenURL)))), http.StatusUnauthorized, "invalid_client")
+		}
+		for range 2 {
+			requireToken(t, ts.token(t, cc(clientKey.Sign(claims("jwt-client", "jwt-client", ts.TokenURL)))))
+		}
+		a := clientKey.Sign(claims("jwt-client", "jwt-client", ts.TokenURL))
+		requireRateLimited(t, ts.token(t, cc(a)), 50)
+		// Refused for the rate, the assertion was not used up: a replay
+		// would say so, and it does not.
+		e := requireError(t, ts.token(t, cc(a)), http.StatusTooManyRequests, "slow_down")
+		assert.NotContains(t, e.Description, "already been used")
 	})
 }
 

@@ -15,11 +15,14 @@ import (
 	"github.com/jwtbearer/jwtbearer/handler"
 )
 
-// Request IDs. A request's ID is the X-Request-Id it came with, when that
-// is a plain token a proxy would make (so one ID follows a request through
-// the proxy's logs and ours), or else a new one: this process's random
-// prefix and a counter, unique without a random read per request. It is
-// sent back in X-Request-Id and is in every log line about the request.
+// Request IDs. Every request gets an ID of this process's making: its
+// random prefix and a counter, unique without a random read per request.
+// It is sent back in X-Request-Id and is in every log line about the
+// request as request_id. An X-Request-Id the request came with (a
+// proxy's), when it is a plain token, is logged beside it as
+// upstream_request_id, so that one request can be followed through the
+// proxy's logs and ours; it is never taken as ours, so that a caller
+// cannot make its requests pass for others in the log.
 
 // requestIDHeader is the header a request's ID comes and goes in.
 const requestIDHeader = "X-Request-Id"
@@ -33,16 +36,17 @@ var (
 	requestIDCounter atomic.Uint64
 )
 
-// requestID returns the request's ID and sets it on the response.
-func requestID(w http.ResponseWriter, r *http.Request) string {
-	id := ""
+// requestIDs are a request's ID and the one it came with, if any.
+type requestIDs struct{ id, upstream string }
+
+// newRequestIDs makes the request's ID and sets it on the response.
+func newRequestIDs(w http.ResponseWriter, r *http.Request) *requestIDs {
+	ids := &requestIDs{id: requestIDPrefix + strconv.FormatUint(requestIDCounter.Add(1), 36)}
 	if v := r.Header[requestIDHeader]; len(v) == 1 && validRequestID(v[0]) {
-		id = v[0]
-	} else {
-		id = requestIDPrefix + strconv.FormatUint(requestIDCounter.Add(1), 36)
+		ids.upstream = v[0]
 	}
-	w.Header()[requestIDHeader] = []string{id}
-	return id
+	w.Header()[requestIDHeader] = []string{ids.id}
+	return ids
 }
 
 // validRequestID accepts 1 to 128 characters of [A-Za-z0-9._:-]: enough
@@ -63,17 +67,20 @@ func validRequestID(s string) bool {
 
 type requestIDKey struct{}
 
-func withRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+func withRequestIDs(ctx context.Context, ids *requestIDs) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, ids)
 }
 
-// requestIDHandler adds the request ID of the record's context to every
+// requestIDHandler adds the request IDs of the record's context to every
 // record, so that any log line written with a request's context names it.
 type requestIDHandler struct{ slog.Handler }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
-		r.AddAttrs(slog.String("request_id", id))
+	if ids, ok := ctx.Value(requestIDKey{}).(*requestIDs); ok {
+		r.AddAttrs(slog.String("request_id", ids.id))
+		if ids.upstream != "" {
+			r.AddAttrs(slog.String("upstream_request_id", ids.upstream))
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -59,7 +59,7 @@ func (s *Server) routes() http.Handler {
 	// is a constant. Every other request, a /token with another method
 	// included, goes through mux as before.
 	return s.recoverer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		ctx := withRequestID(req.Context(), requestID(w, req))
+		ctx := withRequestIDs(req.Context(), newRequestIDs(w, req))
 		if req.Method == http.MethodPost && req.URL.Path == "/token" {
 			s.token(ctx, w, req)
 			return

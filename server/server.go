@@ -175,6 +175,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	if s.limiter = newLimiter(cfg.RateLimits, nil); s.limiter != nil {
 		s.limiter.refused = func(kind handler.LimitKind) { s.metrics.rateLimited(string(kind)) }
 		s.settings.Limiter = s.limiter
+		s.clientAssertions.Limiter = s.limiter
 	}
 	opaque, err := newTokenStrategy(fc)
 	if err != nil {
@@ -321,11 +322,10 @@ func (s *Server) clientJWTs(next fosite.ClientAuthenticationStrategy) fosite.Cli
 }
 
 // limitClients applies the per-client rate limit to every request whose
-// client authenticated, at /token, /introspect and /revoke, except the
-// jwt-bearer grant's: fosite goes on without a client when the
-// authentication of a grant that may skip it fails, so that grant's
-// handler applies the limit itself (before verifying the assertion, so
-// that a refused request uses nothing up).
+// client authenticated, at /token (every grant: a request that carries
+// credentials never goes on without its client), /introspect and /revoke.
+// A client assertion is counted by its verifier instead, before its jti
+// is claimed.
 func (s *Server) limitClients(next fosite.ClientAuthenticationStrategy) fosite.ClientAuthenticationStrategy {
 	if s.limiter == nil {
 		return next
@@ -335,7 +335,9 @@ func (s *Server) limitClients(next fosite.ClientAuthenticationStrategy) fosite.C
 		if err != nil || c == nil {
 			return c, err
 		}
-		if r.URL != nil && r.URL.Path == "/token" && form.Get("grant_type") == handler.GrantType {
+		if handler.HasClientAssertion(form) {
+			// Counted by the verifier, before the assertion's jti is
+			// claimed.
 			return c, nil
 		}
 		if ok, retry := s.limiter.Allow(ctx, handler.LimitClient, c.GetID()); !ok {
@@ -343,6 +345,18 @@ func (s *Server) limitClients(next fosite.ClientAuthenticationStrategy) fosite.C
 		}
 		return c, nil
 	}
+}
+
+// clientAuthReason says, for the log, why fosite's client authentication
+// failed, in words that quote nothing the caller sent.
+func clientAuthReason(err error) string {
+	switch {
+	case errors.Is(err, fosite.ErrNotFound) || errors.Is(err, store.ErrNotFound):
+		return "no such client"
+	case errors.Is(err, fosite.ErrInvalidClient):
+		return "the client credentials do not verify"
+	}
+	return "the client credentials are malformed"
 }
 
 // invalidClientStrategy wraps fosite's client authentication so that every
@@ -366,16 +380,23 @@ func invalidClientStrategy(f *fosite.Fosite) fosite.ClientAuthenticationStrategy
 			// The client could not be looked up: not the client's fault.
 			return nil, unavailable(err)
 		}
-		if err == nil || errors.Is(err, fosite.ErrInvalidClient) {
-			return c, err
+		if err == nil {
+			return c, nil
 		}
 		rfc := fosite.ErrorToRFC6749Error(err)
 		if rfc.ErrorField == fosite.ErrServerError.ErrorField {
 			return nil, err
 		}
 		// No WithWrap: fosite's revocation writer would find the original
-		// invalid_request in the chain and answer 400.
-		return nil, fosite.ErrInvalidClient.WithHint(rfc.GetDescription()).WithDebug(rfc.DebugField)
+		// invalid_request in the chain and answer 400. And not fosite's
+		// debug text, which the audit log would show: it can quote the
+		// client ID (a secret, when a client swaps the two) or part of a
+		// malformed secret.
+		hint := rfc.HintField
+		if rfc.ErrorField != fosite.ErrInvalidClient.ErrorField {
+			hint = rfc.GetDescription()
+		}
+		return nil, fosite.ErrInvalidClient.WithHint(hint).WithDebug(clientAuthReason(err))
 	}
 	// Ask the strategy once what it answers to no credentials.
 	empty := &http.Request{Header: http.Header{}}
