@@ -58,7 +58,9 @@ func validRequestID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
 			return false
 		}
 	}
@@ -117,23 +119,21 @@ type tokenAudit struct {
 // auditToken writes the audit event of a token request that ended with
 // ar and err (nil for a token).
 func (s *Server) auditToken(ctx context.Context, a *tokenAudit, ar fosite.AccessRequester, resp fosite.AccessResponder, err error) {
-	level := slog.LevelInfo
-	msg := "token granted"
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs, slog.String("event", "token"), slog.String("grant_type", truncate(a.grantType)))
+	level, msg, outcome := slog.LevelInfo, "token granted", "granted"
 	var rfc *fosite.RFC6749Error
-	switch {
-	case err == nil:
-		attrs = append(attrs, slog.String("outcome", "granted"))
-	default:
+	if err != nil {
 		rfc = fosite.ErrorToRFC6749Error(err)
+		level, msg, outcome = slog.LevelInfo, "token refused", "refused"
 		if rfc.CodeField >= 500 {
-			level, msg = slog.LevelError, "token request failed"
-			attrs = append(attrs, slog.String("outcome", "error"))
-		} else {
-			msg = "token refused"
-			attrs = append(attrs, slog.String("outcome", "refused"))
+			level, msg, outcome = slog.LevelError, "token request failed", "error"
 		}
+	}
+	if !s.logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs, slog.String("event", "token"), slog.String("grant_type", truncate(a.grantType)), slog.String("outcome", outcome))
+	if rfc != nil {
 		attrs = append(attrs, slog.String("error", rfc.ErrorField))
 		if rfc.HintField != "" {
 			attrs = append(attrs, slog.String("hint", rfc.HintField))
