@@ -32,4 +32,3 @@ func BenchmarkAuditToken(b *testing.B) {
 		s.auditToken(ctx, a, ar, resp, nil)
 	}
 }
-
