@@ -42,6 +42,11 @@ clients:
     secret_hash: {{hash "rs-secret"}}
     grant_types: [client_credentials]
     scopes: [read]
+  - id: jwt-client
+    jwks: [{file: partner.pub}]
+    grant_types: [client_credentials]
+    scopes: [read]
+access_tokens: {format: jwt}
 admin:
   listen: 127.0.0.1:0
   token: ` + leakAdminToken + `
@@ -253,6 +258,10 @@ func leakCases(e *leakEnv) []leakCase {
 	noAuth := map[string][]string{"Authorization": {}}
 	hugeNumbers := signRaw(e.key, header(e.key), []byte(`{"iss":"TestClient","sub":"User1","aud":"`+e.ts.TokenURL+`","exp":1e400,"iat":-99999999999999999999,"nbf":1e-400,"jti":"x"}`))
 	notObject := signRaw(e.key, header(e.key), []byte(`["TestClient","User1"]`))
+	// Client assertions of a client that authenticates with that key.
+	caHuge := signRaw(e.key, header(e.key), []byte(`{"iss":"jwt-client","sub":"jwt-client","aud":"`+e.ts.TokenURL+`","exp":1e400,"iat":-99999999999999999999,"jti":"x"}`))
+	caWeird := signRaw(e.key, header(e.key), []byte(`{"iss":"jwt-client","sub":"jwt-client","aud":[[],{},null,1],"exp":"soon","jti":{"a":1}}`))
+	caType := url.QueryEscape(leakClientAssertionType)
 	trust := `{"id":"x","issuer":"X","subject":"y","scopes":["read"],"keys":[` + string(handlertest.NewECKey().PublicJWKJSON()) + `]}`
 	withKeys := func(keys string) string {
 		return `{"id":"x","issuer":"X","subject":"y","keys":[` + keys + `]}`
@@ -299,6 +308,10 @@ func leakCases(e *leakEnv) []leakCase {
 		{name: "basic/wrong secret", path: "/token", body: "grant_type=client_credentials", header: leakBasic("rs:wrong"), status: 401},
 		{name: "basic/other scheme", path: "/token", body: "grant_type=client_credentials", header: map[string][]string{"Authorization": {"Digest username=rs"}}, status: 401},
 		{name: "basic/two headers", path: "/token", body: "grant_type=client_credentials", header: map[string][]string{"Authorization": {rs["Authorization"][0], rs["Authorization"][0]}}, status: 400},
+		{name: "client_assertion/huge numbers, real client", path: "/token", body: "grant_type=client_credentials&client_assertion_type=" + caType + "&client_assertion=" + url.QueryEscape(caHuge), status: 401},
+		{name: "client_assertion/wrong types, real client", path: "/token", body: "grant_type=client_credentials&client_assertion_type=" + caType + "&client_assertion=" + url.QueryEscape(caWeird), status: 401},
+		{name: "client_assertion/at introspection", path: "/introspect", body: "token=x&client_assertion_type=" + caType + "&client_assertion=" + url.QueryEscape(caWeird), status: 401},
+		{name: "client_assertion/at revocation", path: "/revoke", body: "token=x&client_assertion_type=" + caType + "&client_assertion=" + url.QueryEscape(caHuge), status: 401},
 		{name: "client_assertion/garbage", path: "/token", body: "grant_type=client_credentials&client_assertion_type=" + url.QueryEscape(leakClientAssertionType) + "&client_assertion=a.b.c", status: 401},
 		{name: "client_assertion/unknown type", path: "/token", body: "grant_type=client_credentials&client_id=rs&client_assertion_type=%ff%00&client_assertion=" + url.QueryEscape(e.assertion()), status: 401},
 		{name: "client_assertion/huge numbers", path: "/token", body: "grant_type=client_credentials&client_id=rs&client_assertion_type=" + url.QueryEscape(leakClientAssertionType) + "&client_assertion=" + url.QueryEscape(hugeNumbers), status: 401},
