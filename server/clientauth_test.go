@@ -5,10 +5,13 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/jwtbearer/jwtbearer/server"
 )
 
 // A request without any client credentials takes a shortcut past fosite's
@@ -30,4 +33,31 @@ func TestNoClientCredentialsAnswersAsFosite(t *testing.T) {
 	assert.JSONEq(t, full.Body.String(), shortcut.Body.String())
 	assert.Contains(t, shortcut.Body.String(), `"error":"invalid_client"`)
 	assert.Equal(t, full.Header().Get("WWW-Authenticate"), shortcut.Header().Get("WWW-Authenticate"))
+}
+
+// The first client authentications, several at once, must not race on
+// state fosite's configuration fills in on first use (its secrets hasher,
+// say): go test -race catches it.
+func TestConcurrentFirstClientAuthentications(t *testing.T) {
+	cfg, err := server.ParseConfig([]byte(`
+clients:
+  - id: c
+    secret_hash: "$2a$04$sZ6Hx0QH3xqbRM2LC2Xp0e1Q3uYc5s2tH3N8kq1J4yC9eDq0dQ0uS"
+    grant_types: [client_credentials]
+`), t.TempDir())
+	require.NoError(t, err)
+	srv, err := server.New(t.Context(), cfg)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader("grant_type=client_credentials"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("c", "wrong")
+			w := httptest.NewRecorder()
+			srv.Handler().ServeHTTP(w, req)
+			assert.Equal(t, http.StatusUnauthorized, w.Code)
+		})
+	}
+	wg.Wait()
 }

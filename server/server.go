@@ -144,7 +144,11 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		ScopeStrategy:        fosite.ExactScopeStrategy,
 		// Refresh tokens are issued by policy, not by an "offline" scope.
 		RefreshTokenScopes: []string{},
+		// Set here, not left to fosite's getters, which fill them in on
+		// first use: two requests using them at once would race.
+		AudienceMatchingStrategy: fosite.DefaultAudienceMatchingStrategy,
 	}
+	fc.ClientSecretsHasher = &fosite.BCrypt{Config: fc}
 	s.fosite = fc
 	rk := cfg.RemoteKeys
 	s.remote = jwks.New(jwks.Config{
