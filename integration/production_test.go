@@ -232,6 +232,23 @@ func TestAuditEvents(t *testing.T) {
 	require.NotNil(t, ccEvent)
 	assert.Equal(t, "svc", ccEvent["client_id"])
 
+	// Introspection and revocation have their events too.
+	var introspection, revocation map[string]any
+	for _, l := range logs.lines(t) {
+		switch l["event"] {
+		case "introspection":
+			introspection = l
+		case "revocation":
+			revocation = l
+		}
+	}
+	require.NotNil(t, introspection)
+	assert.Equal(t, "active", introspection["outcome"])
+	assert.Equal(t, "svc", introspection["client_id"])
+	assert.NotEmpty(t, introspection["request_id"])
+	require.NotNil(t, revocation)
+	assert.Equal(t, "revoked", revocation["outcome"])
+
 	// Nothing secret anywhere in the log.
 	all := logs.String()
 	parts := strings.Split(good, ".")

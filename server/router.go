@@ -330,6 +330,8 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	// token holder read every other token: both are refused. So is a
 	// secret in the body: RFC 7662 §2.1 names HTTP Basic, and metadata
 	// advertises Basic and private_key_jwt only.
+	audit := endpointAudit{event: "introspection", outcome: "refused"}
+	defer func() { s.auditEndpoint(ctx, &audit) }()
 	challenge := func() { w.Header().Set("WWW-Authenticate", `Basic realm="introspect", charset="UTF-8"`) }
 	if _, ok := r.PostForm["access_token"]; ok {
 		writeRFCError(w, http.StatusBadRequest, fosite.ErrInvalidRequest.WithHint("Introspection takes client credentials, not an access_token parameter."))
@@ -343,7 +345,9 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint("Introspection requires client authentication with HTTP Basic or a client assertion (private_key_jwt)."))
 		return
 	}
-	if _, err := s.fosite.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm); err != nil {
+	client, err := s.fosite.GetClientAuthenticationStrategy(ctx)(ctx, r, r.PostForm)
+	if err != nil {
+		audit.err = err
 		if s.wroteNotTheClientsFault(w, r, "introspection", err) {
 			return
 		}
@@ -355,19 +359,23 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeRFCError(w, http.StatusUnauthorized, fosite.ErrInvalidClient.WithHint(hint))
 		return
 	}
+	audit.clientID = client.GetID()
 	form := r.PostForm
 	scopes := fosite.RemoveEmpty(strings.Split(form.Get("scope"), " "))
 	use, ar, err := s.provider.IntrospectToken(ctx, form.Get("token"), fosite.TokenUse(form.Get("token_type_hint")), &fosite.DefaultSession{}, scopes...)
 	if errors.Is(err, store.ErrUnavailable) {
+		audit.err = err
 		s.writeUnavailable(w, r, err)
 		return
 	}
 	if err != nil {
 		// Unknown, expired, revoked or malformed: RFC 7662 §2.2 says only
 		// that it is not active.
+		audit.outcome = "inactive"
 		s.provider.WriteIntrospectionResponse(ctx, w, &fosite.IntrospectionResponse{Active: false})
 		return
 	}
+	audit.outcome = "active"
 	resp := &fosite.IntrospectionResponse{Active: true, AccessRequester: ar, TokenUse: use}
 	if use == fosite.AccessToken {
 		resp.AccessTokenType = fosite.BearerAccessToken
@@ -383,6 +391,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.provider.NewRevocationRequest(ctx, r)
+	audit := endpointAudit{event: "revocation", outcome: "revoked", err: err}
+	if err != nil {
+		audit.outcome = "refused"
+	}
+	defer func() { s.auditEndpoint(ctx, &audit) }()
 	// fosite's writer answers 200 to every error but invalid_request and
 	// invalid_client: a revocation that did not happen must not look done.
 	if s.wroteNotTheClientsFault(w, r, "revocation", err) {
