@@ -7,9 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -327,35 +325,16 @@ func parseATPrivateKeys(data []byte) ([]jose.JSONWebKey, error) {
 		}
 		return []jose.JSONWebKey{key}, nil
 	}
-	var keys []jose.JSONWebKey
-	rest := []byte(trimmed)
-	for n := 0; ; n++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
+	signers, err := store.ParsePrivateKeysPEM([]byte(trimmed))
+	if err != nil {
+		if !strings.HasPrefix(trimmed, "-----BEGIN") {
+			return nil, errors.New("the input is neither PEM nor a JSON Web Key (Set)")
 		}
-		var key any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
-			return nil, fmt.Errorf("PEM block %d: %q is a public key; signing needs the private key", n, block.Type)
-		default:
-			return nil, fmt.Errorf("PEM block %d: unsupported type %q; want PRIVATE KEY (PKCS #8) or EC PRIVATE KEY, unencrypted", n, block.Type)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d: %q: %w", n, block.Type, err)
-		}
-		keys = append(keys, jose.JSONWebKey{Key: key})
+		return nil, err
 	}
-	if len(keys) == 0 {
-		return nil, errors.New("the input is neither PEM nor a JSON Web Key (Set)")
+	keys := make([]jose.JSONWebKey, len(signers))
+	for i, k := range signers {
+		keys[i] = jose.JSONWebKey{Key: k}
 	}
 	return keys, nil
 }

@@ -748,6 +748,10 @@ func TestJWTAccessTokensConfigCheck(t *testing.T) {
 	sec1, err := x509.MarshalECPrivateKey(ec256)
 	require.NoError(t, err)
 	write("ec256-sec1.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})))
+	// What openssl ecparam -name prime256v1 -genkey writes: the curve's
+	// parameters first, then the key.
+	write("ec256-openssl.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PARAMETERS", Bytes: []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}}))+
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})))
 	write("ec384.pem", atPKCS8(t, ec384))
 	write("ed.pem", atPKCS8(t, ed))
 	write("rsa.pem", atPKCS8(t, rsaKey))
@@ -788,6 +792,7 @@ func TestJWTAccessTokensConfigCheck(t *testing.T) {
 		{"jwt, generated EdDSA keys rotated daily", `{format: jwt, algorithm: EdDSA, rotation_interval: 24h, audience: [https://api.example]}`, nil},
 		{"jwt, PKCS #8 PEM file", `{format: jwt, signing_keys: [{file: ec256.pem}]}`, nil},
 		{"jwt, SEC 1 PEM file", `{format: jwt, signing_keys: [{file: ec256-sec1.pem}]}`, nil},
+		{"jwt, openssl ecparam output", `{format: jwt, signing_keys: [{file: ec256-openssl.pem}]}`, nil},
 		{"jwt, private JWK file", `{format: jwt, signing_keys: [{file: ec256.jwk}]}`, nil},
 		{"one key in three forms", `{format: jwt, signing_keys: [{file: ec256.pem}, {file: ec256-sec1.pem}, {file: ec256.jwk}]}`, []string{"signing_keys[1]: the same key as access_tokens.signing_keys[0]", "signing_keys[2]: the same key as access_tokens.signing_keys[0]"}},
 		{"jwt, PEM inline and an inline JWK", "{format: jwt, signing_keys: [{pem: " + jsonString(t, atPKCS8(t, ec256)) + "}, {jwk: " + jwkJSON(jose.JSONWebKey{Key: other}) + "}]}", nil},
@@ -802,7 +807,7 @@ func TestJWTAccessTokensConfigCheck(t *testing.T) {
 		{"public JWK", `{format: jwt, signing_keys: [{file: ec256-public.jwk}]}`, []string{"signing_keys[0]: this is a public key; signing needs the private key"}},
 		{"JWK alg of another algorithm", `{format: jwt, signing_keys: [{file: ec256-es384.jwk}]}`, []string{`the JWK's "alg" is "ES384", but access_tokens.algorithm is ES256`}},
 		{"JWK for encryption", `{format: jwt, signing_keys: [{file: ec256-enc.jwk}]}`, []string{`the JWK's "use" is "enc"`}},
-		{"encrypted PEM", `{format: jwt, signing_keys: [{file: encrypted.pem}]}`, []string{`unsupported type "ENCRYPTED PRIVATE KEY"`}},
+		{"encrypted PEM", `{format: jwt, signing_keys: [{file: encrypted.pem}]}`, []string{"signing_keys[0]: PEM block 0: encrypted private keys are not supported"}},
 		{"not a key", `{format: jwt, signing_keys: [{file: garbage.pem}]}`, []string{"neither PEM nor a JSON Web Key"}},
 		{"missing file", `{format: jwt, signing_keys: [{file: nowhere.pem}]}`, []string{"access_tokens.signing_keys[0]: file:"}},
 		{"two sources", `{format: jwt, signing_keys: [{file: ec256.pem, pem: x}, {}]}`, []string{"signing_keys[0]: give exactly one of file, pem or jwk", "signing_keys[1]: give exactly one"}},

@@ -87,6 +87,56 @@ var hmacKeyBytes = map[string]int{
 	string(jose.HS512): 64,
 }
 
+// ParsePrivateKeysPEM reads the private keys of PEM data in the formats
+// common tools write: PKCS #8 "PRIVATE KEY" (RSA, EC or Ed25519), PKCS #1
+// "RSA PRIVATE KEY" and SEC 1 "EC PRIVATE KEY". The "EC PARAMETERS" block
+// that openssl ecparam -genkey writes first is skipped. Public keys,
+// certificates and encrypted keys are refused with an error that says so.
+// It is for the keys this module signs with (JWT access tokens, the mint
+// command); trust relationships take public keys only (ParseKeys).
+func ParsePrivateKeysPEM(data []byte) ([]crypto.Signer, error) {
+	var keys []crypto.Signer
+	rest := data
+	for n := 0; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") || block.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, fmt.Errorf("PEM block %d: encrypted private keys are not supported; decrypt it first", n)
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "EC PARAMETERS":
+			continue
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
+			return nil, fmt.Errorf("PEM block %d: %q is a public key; signing needs the private key", n, block.Type)
+		default:
+			return nil, fmt.Errorf("PEM block %d: unsupported type %q; want PRIVATE KEY (PKCS #8), RSA PRIVATE KEY or EC PRIVATE KEY, unencrypted", n, block.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %q: %w", n, block.Type, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("PEM block %d: unsupported private key type %T", n, key)
+		}
+		keys = append(keys, signer)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no PEM private key found")
+	}
+	return keys, nil
+}
+
 // ParseKeys reads public keys for a trust relationship. It accepts PEM, with
 // one or more blocks of type "PUBLIC KEY" (SPKI), "RSA PUBLIC KEY" (PKCS#1)
 // or "CERTIFICATE" (whose public key is taken; the certificate itself is not

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +138,50 @@ func TestParseKeys(t *testing.T) {
 		require.Len(t, keys, 1)
 		assert.Equal(t, secret, keys[0].Key)
 	})
+}
+
+func TestParsePrivateKeysPEM(t *testing.T) {
+	ec := p256()
+	sec1, err := x509.MarshalECPrivateKey(ec)
+	require.NoError(t, err)
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(edKey())
+	require.NoError(t, err)
+	rsaPriv := rsaKey()
+	spki, err := x509.MarshalPKIXPublicKey(&rsaPriv.PublicKey)
+	require.NoError(t, err)
+
+	keys, err := store.ParsePrivateKeysPEM(slices.Concat(
+		pemBlock("EC PARAMETERS", []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}),
+		pemBlock("EC PRIVATE KEY", sec1),
+		pemBlock("PRIVATE KEY", pkcs8),
+		pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaPriv)),
+	))
+	require.NoError(t, err)
+	require.Len(t, keys, 3, "EC PARAMETERS skipped")
+	assert.True(t, ec.Equal(keys[0]))
+	assert.IsType(t, ed25519.PrivateKey{}, keys[1])
+	assert.True(t, rsaPriv.Equal(keys[2]))
+
+	for _, tc := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "no PEM private key found"},
+		{"not PEM", []byte("hello"), "no PEM private key found"},
+		{"parameters only", pemBlock("EC PARAMETERS", []byte{6, 1, 0}), "no PEM private key found"},
+		{"public key", pemBlock("PUBLIC KEY", spki), `PEM block 0: "PUBLIC KEY" is a public key; signing needs the private key`},
+		{"encrypted PKCS #8", pemBlock("ENCRYPTED PRIVATE KEY", []byte{1}), "encrypted private keys are not supported"},
+		{"legacy encrypted", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{1}}), "encrypted private keys are not supported"},
+		{"unknown type", pemBlock("OPENSSH PRIVATE KEY", []byte{1}), `unsupported type "OPENSSH PRIVATE KEY"`},
+		{"corrupt", pemBlock("EC PRIVATE KEY", []byte{1, 2, 3}), `PEM block 0: "EC PRIVATE KEY":`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := store.ParsePrivateKeysPEM(tc.data)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 }
 
 func TestParseKeysRejects(t *testing.T) {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +15,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v3"
 	"github.com/go-jose/go-jose/v3/jwt"
+
+	"github.com/jwtbearer/jwtbearer/store"
 )
 
 // defaultLifetime is how long a minted assertion is valid when neither
@@ -258,51 +258,19 @@ func randomJTI() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// loadPrivateKey reads a PEM private key in the formats common tools write:
-// PKCS#8 "PRIVATE KEY" (keygen, openssl genpkey; RSA, EC or Ed25519),
-// PKCS#1 "RSA PRIVATE KEY" (ssh-keygen -m PEM, older openssl genrsa) and
-// SEC1 "EC PRIVATE KEY" (openssl ecparam -genkey, which writes an
-// "EC PARAMETERS" block first; it is skipped).
+// loadPrivateKey reads the first PEM private key of the file at path, in
+// the formats store.ParsePrivateKeysPEM takes: those keygen, openssl and
+// ssh-keygen -m PEM write.
 func loadPrivateKey(path string) (crypto.Signer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("%s: no PEM private key found", path)
-		}
-		if strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
-			return nil, fmt.Errorf("%s: encrypted private keys are not supported; decrypt it first", path)
-		}
-		var key any
-		switch block.Type {
-		case "EC PARAMETERS":
-			continue
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
-			return nil, fmt.Errorf("%s holds a %s; -key needs the private key", path, strings.ToLower(block.Type))
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, fmt.Errorf("%s: encrypted private keys are not supported; decrypt it first", path)
-		default:
-			return nil, fmt.Errorf("%s: unsupported PEM block %q", path, block.Type)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s: unsupported private key type %T", path, key)
-		}
-		return signer, nil
+	keys, err := store.ParsePrivateKeysPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return keys[0], nil
 }
 
 // stringList is a repeatable string flag (-aud, -claim).

@@ -329,7 +329,7 @@ func TestRunMintKeyErrors(t *testing.T) {
 	}{
 		{"missing file", filepath.Join(t.TempDir(), "nope"), "no such file"},
 		{"not PEM", notPEM, "no PEM private key found"},
-		{"public key", writeKeyFile(t, &pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), "holds a public key; -key needs the private key"},
+		{"public key", writeKeyFile(t, &pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), `PEM block 0: "PUBLIC KEY" is a public key; signing needs the private key`},
 		{"encrypted", writeKeyFile(t, &pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}}), "encrypted private keys are not supported"},
 		{"legacy encrypted", writeKeyFile(t, &pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{1}}), "encrypted private keys are not supported"},
 		{"garbage DER", writeKeyFile(t, &pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}), "key.pem:"},
