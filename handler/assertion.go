@@ -129,10 +129,6 @@ func decodeClaims(payload []byte, c *claims) error {
 	return nil
 }
 
-// refusedTypes are "typ" values of other kinds of JWT (RFC 8725 §3.11): an
-// access token or a client assertion must not be redeemed as a grant.
-var refusedTypes = []string{"at+jwt", "application/at+jwt", "client-authentication+jwt", "application/client-authentication+jwt", "logout+jwt", "secevent+jwt"}
-
 // assertion is a parsed, not yet verified, JWT bearer assertion.
 type assertion struct {
 	alg    string
@@ -152,39 +148,9 @@ type assertion struct {
 // bounded "kid", claims of the right JSON types with "iss" and "sub"
 // present. Nothing it returns is trusted until verify succeeds.
 func parseAssertion(raw string, maxSize int) (*assertion, error) {
-	if len(raw) > maxSize {
-		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion is larger than the %d bytes this server accepts.", maxSize)
-	}
-	if !isCompactJWS(raw) {
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must be a signed JWT in JWS compact serialization: three base64url parts separated by two dots.")
-	}
-	jws, err := parseCompactJWS(raw)
+	a, err := grantAssertion.parse(raw, maxSize)
 	if err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion could not be parsed as a signed JWT.").WithWrap(err).WithDebug(err.Error())
-	}
-	// The compact serialization carries exactly one signature and no
-	// unprotected header.
-	h := jws.header
-	if h.crit {
-		// RFC 7515 §4.1.11: unknown critical extensions make the JWS
-		// invalid. We implement none, b64 included (RFC 7797).
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header lists critical extensions (\"crit\") that this server does not support.")
-	}
-	if h.b64 {
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header must not use the \"b64\" parameter.")
-	}
-	if h.alg == "" {
-		return nil, fosite.ErrInvalidGrant.WithHint("The assertion's header has no \"alg\".")
-	}
-	if len(h.kid) > maxIDLength {
-		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"kid\" is longer than %d bytes.", maxIDLength)
-	}
-	a := &assertion{alg: h.alg, kid: h.kid, signingInput: jws.signingInput, signature: jws.signature}
-	if typ := h.typ; contains(refusedTypes, strings.ToLower(typ)) {
-		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"typ\" %q is another kind of JWT, not an authorization grant.", truncate(typ))
-	}
-	if err := decodeClaims(jws.payload, &a.claims); err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's claims are invalid: %s.", err.Error()).WithWrap(err)
+		return nil, err
 	}
 	if a.claims.Issuer == "" {
 		return nil, fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"iss\" (issuer) claim.")

@@ -90,10 +90,6 @@ func HasClientAssertion(form url.Values) bool {
 	return assertion || typ
 }
 
-// clientRefusedTypes are "typ" values of other kinds of JWT (RFC 8725
-// §3.11) that must not authenticate a client.
-var clientRefusedTypes = []string{"at+jwt", "application/at+jwt", "logout+jwt", "application/logout+jwt", "secevent+jwt", "application/secevent+jwt"}
-
 // clientUntrustedHint is the one hint for every failure to find the key
 // that signed a client assertion, so that which clients exist and which
 // keys they hold is not revealed. The reason goes to the debug field.
@@ -193,32 +189,9 @@ func (v *ClientAssertionVerifier) parse(raw string) (*assertion, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxAssertionSize
 	}
-	if len(raw) > maxSize {
-		return nil, fosite.ErrInvalidClient.WithHintf("The client assertion is larger than the %d bytes this server accepts.", maxSize)
-	}
-	if !isCompactJWS(raw) {
-		return nil, fosite.ErrInvalidClient.WithHint("The client assertion must be a signed JWT in JWS compact serialization: three base64url parts separated by two dots.")
-	}
-	jws, err := parseCompactJWS(raw)
+	a, err := clientAssertion.parse(raw, maxSize)
 	if err != nil {
-		return nil, fosite.ErrInvalidClient.WithHint("The client assertion could not be parsed as a signed JWT.").WithWrap(err).WithDebug(err.Error())
-	}
-	h := jws.header
-	switch {
-	case h.crit:
-		return nil, fosite.ErrInvalidClient.WithHint("The client assertion's header lists critical extensions (\"crit\") that this server does not support.")
-	case h.b64:
-		return nil, fosite.ErrInvalidClient.WithHint("The client assertion's header must not use the \"b64\" parameter.")
-	case h.alg == "":
-		return nil, fosite.ErrInvalidClient.WithHint("The client assertion's header has no \"alg\".")
-	case len(h.kid) > maxIDLength:
-		return nil, fosite.ErrInvalidClient.WithHintf("The client assertion's \"kid\" is longer than %d bytes.", maxIDLength)
-	case contains(clientRefusedTypes, strings.ToLower(h.typ)):
-		return nil, fosite.ErrInvalidClient.WithHint("The client assertion's \"typ\" names another kind of JWT, not a client assertion.")
-	}
-	a := &assertion{alg: h.alg, kid: h.kid, signingInput: jws.signingInput, signature: jws.signature}
-	if err := decodeClaims(jws.payload, &a.claims); err != nil {
-		return nil, fosite.ErrInvalidClient.WithHintf("The client assertion's claims are invalid: %s.", err.Error()).WithWrap(err)
+		return nil, err
 	}
 	c := &a.claims
 	switch {
@@ -294,27 +267,8 @@ func (v *ClientAssertionVerifier) checkClaims(a *assertion, now time.Time) error
 	if !v.audienceAccepted(c.Audience) {
 		return fosite.ErrInvalidClient.WithHintf("The client assertion's \"aud\" claim must be this server's issuer identifier or token endpoint URL, and nothing else: %s.", strings.Join(v.Audiences, ", "))
 	}
-	if c.Expiry == nil {
-		return fosite.ErrInvalidClient.WithHint("The client assertion must contain an \"exp\" (expiration time) claim.")
-	}
-	skew := v.clockSkew()
-	exp := *c.Expiry
-	if now.After(exp.Add(skew)) {
-		return fosite.ErrInvalidClient.WithHint("The client assertion has expired.")
-	}
-	if c.NotBefore != nil && now.Add(skew).Before(*c.NotBefore) {
-		return fosite.ErrInvalidClient.WithHint("The client assertion is not valid yet: its \"nbf\" (not before) is in the future.")
-	}
-	if c.IssuedAt != nil && now.Add(skew).Before(*c.IssuedAt) {
-		return fosite.ErrInvalidClient.WithHint("The client assertion's \"iat\" (issued at) is in the future.")
-	}
-	limit := v.maxLifetime()
-	maxLife := limit + skew
-	if exp.Sub(now) > maxLife {
-		return fosite.ErrInvalidClient.WithHintf("The client assertion's \"exp\" is too far in the future: this server accepts client assertions valid for at most %s.", limit)
-	}
-	if c.IssuedAt != nil && exp.Sub(*c.IssuedAt) > maxLife {
-		return fosite.ErrInvalidClient.WithHintf("The client assertion's lifetime from \"iat\" to \"exp\" exceeds the %s this server accepts.", limit)
+	if err := clientAssertion.checkTimes(c, now, v.clockSkew(), v.maxLifetime()); err != nil {
+		return err
 	}
 	if c.ID == "" {
 		return fosite.ErrInvalidClient.WithHint("The client assertion must contain a \"jti\" (JWT ID) claim: this server accepts every client assertion once (RFC 7523 §3).")

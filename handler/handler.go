@@ -455,30 +455,12 @@ func (h *Handler) checkClaims(ctx context.Context, a *assertion, trust *store.Tr
 	if !h.audienceAccepted(ctx, c.Audience, s) {
 		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"aud\" claim must contain this server's issuer identifier or token endpoint URL: %s.", strings.Join(h.audiences(ctx, s), ", "))
 	}
-	skew := s.clockSkew()
-	if c.Expiry == nil {
-		return fosite.ErrInvalidGrant.WithHint("The assertion must contain an \"exp\" (expiration time) claim.")
-	}
-	exp := *c.Expiry
-	if now.After(exp.Add(skew)) {
-		return fosite.ErrInvalidGrant.WithHint("The assertion has expired.")
-	}
-	if c.NotBefore != nil && now.Add(skew).Before(*c.NotBefore) {
-		return fosite.ErrInvalidGrant.WithHint("The assertion is not valid yet: its \"nbf\" (not before) is in the future.")
-	}
-	if c.IssuedAt != nil && now.Add(skew).Before(*c.IssuedAt) {
-		return fosite.ErrInvalidGrant.WithHint("The assertion's \"iat\" (issued at) is in the future.")
-	}
 	limit := s.maxLifetime()
 	if trust.MaxAssertionLifetime > 0 {
 		limit = time.Duration(trust.MaxAssertionLifetime)
 	}
-	maxLife := limit + skew
-	if exp.Sub(now) > maxLife {
-		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"exp\" is too far in the future: this server accepts assertions valid for at most %s.", limit)
-	}
-	if c.IssuedAt != nil && exp.Sub(*c.IssuedAt) > maxLife {
-		return fosite.ErrInvalidGrant.WithHintf("The assertion's lifetime from \"iat\" to \"exp\" exceeds the %s this server accepts.", limit)
+	if err := grantAssertion.checkTimes(c, now, s.clockSkew(), limit); err != nil {
+		return err
 	}
 	requireJTI := !s.JTIOptional
 	if trust.RequireJTI != nil {

@@ -91,7 +91,7 @@ func legacyParseAssertion(raw string, maxSize int) (*legacyAssertion, error) {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"kid\" is longer than %d bytes.", maxIDLength)
 	}
 	a := &legacyAssertion{jws: jws, alg: h.Algorithm, kid: h.KeyID}
-	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok && contains(refusedTypes, strings.ToLower(typ)) {
+	if typ, ok := h.ExtraHeaders[jose.HeaderType].(string); ok && contains(grantAssertion.refusedTypes, strings.ToLower(typ)) {
 		return nil, fosite.ErrInvalidGrant.WithHintf("The assertion's \"typ\" %q is another kind of JWT, not an authorization grant.", truncate(typ))
 	}
 	if err := legacyDecodeClaims(jws.UnsafePayloadWithoutVerification(), &a.claims); err != nil {
