@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -155,7 +156,7 @@ func (s *Server) auditToken(ctx context.Context, a *tokenAudit, ar fosite.Access
 		}
 	}
 	if err == nil && ar != nil {
-		attrs = append(attrs, slog.String("scope", joinScopes(ar.GetGrantedScopes())))
+		attrs = append(attrs, slog.String("scope", strings.Join(ar.GetGrantedScopes(), " ")))
 		if resp != nil {
 			if exp, ok := resp.GetExtra("expires_in").(int64); ok {
 				attrs = append(attrs, slog.Int64("expires_in", exp))
@@ -164,27 +165,6 @@ func (s *Server) auditToken(ctx context.Context, a *tokenAudit, ar fosite.Access
 	}
 	attrs = append(attrs, slog.Float64("duration_ms", float64(time.Since(a.start).Microseconds())/1000))
 	s.logger.LogAttrs(ctx, level, msg, attrs...)
-}
-
-func joinScopes(scopes fosite.Arguments) string {
-	switch len(scopes) {
-	case 0:
-		return ""
-	case 1:
-		return scopes[0]
-	}
-	n := len(scopes) - 1
-	for _, sc := range scopes {
-		n += len(sc)
-	}
-	b := make([]byte, 0, n)
-	for i, sc := range scopes {
-		if i > 0 {
-			b = append(b, ' ')
-		}
-		b = append(b, sc...)
-	}
-	return string(b)
 }
 
 // endpointAudit is the audit event of an introspection or a revocation:

@@ -572,6 +572,15 @@ func (s *Server) ServeAdmin(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	return ServeHTTP(ctx, ln, h, s.logger)
+}
+
+// ServeHTTP serves h on ln with this server's HTTP timeouts and limits
+// until ctx is done, then shuts down gracefully: it stops accepting
+// connections and waits up to 10 seconds for requests in flight. It is
+// exported so that a benchmark can serve another handler (stock fosite's)
+// exactly as this server serves its own.
+func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
 	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -579,7 +588,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) err
 		WriteTimeout:      15 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -596,7 +605,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler) err
 		_ = hs.Close()
 	}
 	if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
-		s.logger.Warn("serve ended", "error", serveErr)
+		logger.Warn("serve ended", "error", serveErr)
 	}
 	return err
 }

@@ -251,37 +251,8 @@ func buildStock(pubFile, authority string, preload int) (func(context.Context, n
 		provider.WriteAccessResponse(ctx, w, ar, resp)
 	})
 	return func(ctx context.Context, ln net.Listener) error {
-		return serveHTTP(ctx, ln, mux)
+		return server.ServeHTTP(ctx, ln, mux, slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}, nil
-}
-
-// serveHTTP serves h on ln with the timeouts our server uses, until ctx is
-// done.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    32 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		_ = hs.Close()
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // readPublicKey reads an SPKI "PUBLIC KEY" PEM file holding an RSA key.
