@@ -64,7 +64,7 @@ func (e *RateLimitError) RetryAfterSeconds() int {
 // that asks too often (RFC 8628 §3.5). The caller adds Retry-After.
 var ErrRateLimited = &fosite.RFC6749Error{
 	ErrorField:       "slow_down",
-	DescriptionField: "The client is sending token requests too often.",
+	DescriptionField: "Too many token requests.",
 	CodeField:        http.StatusTooManyRequests,
 }
 
