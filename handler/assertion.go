@@ -28,8 +28,34 @@ type claims struct {
 	IssuedAt  *time.Time
 	ID        string
 	Scope     *string
-	// raw holds every claim as sent, for a relationship's required claims.
-	raw map[string]json.RawMessage
+	// raw holds every claim as sent, in order, for a relationship's
+	// required claims: see claim. Its values, like the strings above when
+	// they needed no unescaping, are substrings of one copy of the claims
+	// set.
+	raw []rawClaim
+	// rawBuf, dates, aud and scope back raw, the NumericDates, a single
+	// audience and Scope, so that a usual claims set needs no allocation
+	// of its own: one is decoded on every token request.
+	rawBuf [8]rawClaim
+	dates  [3]time.Time
+	aud    [1]string
+	scope  string
+}
+
+// rawClaim is one claim as sent: its name and its JSON text.
+type rawClaim struct {
+	name, value string
+}
+
+// claim returns the JSON text of the claim name as sent; the last one when
+// the name is repeated, as encoding/json reads.
+func (c *claims) claim(name string) (string, bool) {
+	for i := len(c.raw) - 1; i >= 0; i-- {
+		if c.raw[i].name == name {
+			return c.raw[i].value, true
+		}
+	}
+	return "", false
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z. Larger NumericDates (and the
@@ -50,83 +76,86 @@ func decodeClaims(payload []byte, c *claims) error {
 	if !json.Valid(payload) {
 		return errClaimsNotObject
 	}
-	raw := make(map[string]json.RawMessage, 8)
-	isObject, err := jsonMembers(payload, stdUnquote, func(name string, v []byte) error {
-		raw[name] = v[:len(v):len(v)]
+	c.raw = c.rawBuf[:0]
+	isObject, err := jsonMembers(string(payload), stdUnquote, func(name, v string) error {
+		c.raw = append(c.raw, rawClaim{name, v})
 		return nil
 	})
 	if err != nil || !isObject {
 		return errClaimsNotObject
 	}
-	c.raw = raw
 	str := func(name string, dst *string) error {
-		v, ok := raw[name]
-		if !ok || string(v) == "null" {
+		v, ok := c.claim(name)
+		if !ok || v == "null" {
 			return nil
 		}
 		if s, ok := plainString(v); ok {
 			*dst = s
 			return nil
 		}
-		if err := json.Unmarshal(v, dst); err != nil {
+		if err := json.Unmarshal([]byte(v), dst); err != nil {
 			return fmt.Errorf("%q must be a string", name)
 		}
 		return nil
 	}
-	date := func(name string, dst **time.Time) error {
-		v, ok := raw[name]
-		if !ok || string(v) == "null" {
+	date := func(name string, dst **time.Time, t *time.Time) error {
+		v, ok := c.claim(name)
+		if !ok || v == "null" {
 			return nil
 		}
-		var f float64
-		var err error
-		if c := v[0]; c == '-' || ('0' <= c && c <= '9') {
-			// What encoding/json does with a number for a float64.
-			f, err = strconv.ParseFloat(string(v), 64)
-		} else {
-			err = json.Unmarshal(v, &f)
-		}
+		f, err := numericDate(v)
 		if err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
 			return fmt.Errorf("%q must be a NumericDate (seconds since 1970, before year 10000)", name)
 		}
 		sec, frac := math.Modf(f)
-		t := time.Unix(int64(sec), int64(frac*1e9))
-		*dst = &t
+		*t = time.Unix(int64(sec), int64(frac*1e9))
+		*dst = t
 		return nil
 	}
-	for _, err := range []error{
+	for _, err := range [...]error{
 		str("iss", &c.Issuer),
 		str("sub", &c.Subject),
 		str("jti", &c.ID),
-		date("exp", &c.Expiry),
-		date("nbf", &c.NotBefore),
-		date("iat", &c.IssuedAt),
+		date("exp", &c.Expiry, &c.dates[0]),
+		date("nbf", &c.NotBefore, &c.dates[1]),
+		date("iat", &c.IssuedAt, &c.dates[2]),
 	} {
 		if err != nil {
 			return err
 		}
 	}
-	if v, ok := raw["aud"]; ok && string(v) != "null" {
+	if v, ok := c.claim("aud"); ok && v != "null" {
 		if s, ok := plainString(v); ok {
-			c.Audience = []string{s}
+			c.aud[0] = s
+			c.Audience = c.aud[:1:1]
 		} else {
 			var aud jwt.Audience
-			if err := json.Unmarshal(v, &aud); err != nil {
+			if err := json.Unmarshal([]byte(v), &aud); err != nil {
 				return errors.New(`"aud" must be a string or an array of strings`)
 			}
 			c.Audience = aud
 		}
 	}
-	if v, ok := raw["scope"]; ok && string(v) != "null" {
-		scope, ok := plainString(v)
-		if !ok {
-			if err := json.Unmarshal(v, &scope); err != nil {
+	if v, ok := c.claim("scope"); ok && v != "null" {
+		var ok bool
+		if c.scope, ok = plainString(v); !ok {
+			if err := json.Unmarshal([]byte(v), &c.scope); err != nil {
 				return errors.New(`"scope" must be a space-separated string`)
 			}
 		}
-		c.Scope = &scope
+		c.Scope = &c.scope
 	}
 	return nil
+}
+
+// numericDate reads a JSON number as encoding/json does for a float64.
+func numericDate(v string) (float64, error) {
+	if c := v[0]; c == '-' || ('0' <= c && c <= '9') {
+		return strconv.ParseFloat(v, 64)
+	}
+	var f float64
+	err := json.Unmarshal([]byte(v), &f)
+	return f, err
 }
 
 // assertion is a parsed, not yet verified, JWT bearer assertion.
@@ -239,16 +268,16 @@ func contains(list []string, s string) bool {
 // such claims to the parties' agreement; comparing the JSON text keeps
 // "12345" and 12345.0 apart instead of guessing). Objects, arrays and null
 // never match.
-func claimEquals(v json.RawMessage, want string) bool {
+func claimEquals(v string, want string) bool {
 	if len(v) == 0 {
 		return false
 	}
 	switch c := v[0]; {
 	case c == '"':
 		var s string
-		return json.Unmarshal(v, &s) == nil && s == want
+		return json.Unmarshal([]byte(v), &s) == nil && s == want
 	case c == 't' || c == 'f' || c == '-' || (c >= '0' && c <= '9'):
-		return string(v) == want
+		return v == want
 	}
 	return false
 }

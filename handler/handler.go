@@ -472,8 +472,11 @@ func (h *Handler) checkClaims(ctx context.Context, a *assertion, trust *store.Tr
 	if len(c.ID) > maxIDLength {
 		return fosite.ErrInvalidGrant.WithHintf("The assertion's \"jti\" is longer than %d bytes.", maxIDLength)
 	}
+	if len(trust.RequiredClaims) == 0 {
+		return nil
+	}
 	for _, name := range slices.Sorted(maps.Keys(trust.RequiredClaims)) {
-		v, ok := c.raw[name]
+		v, ok := c.claim(name)
 		if !ok {
 			return fosite.ErrInvalidGrant.WithHintf("The assertion must contain the %q claim that the trust relationship requires.", truncate(name))
 		}

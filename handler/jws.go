@@ -141,12 +141,14 @@ func parseJWSHeader(data []byte) (jwsHeader, error) {
 	if !json.Valid(data) {
 		return h, errors.New("the header is not valid JSON")
 	}
-	if isJSONNull(data) {
+	// One string of the header, of which alg, kid and typ are substrings.
+	text := string(data)
+	if isJSONNull(text) {
 		return h, nil
 	}
 	names := make([]string, 0, 8)
 	var seen map[string]struct{}
-	isObject, err := jsonMembers(data, joseUnquote, func(name string, v []byte) error {
+	isObject, err := jsonMembers(text, joseUnquote, func(name, v string) error {
 		// Repeated names: a linear scan while the header is small, a map
 		// beyond, so that a 16 KiB header of tiny members stays linear.
 		if seen == nil {
@@ -168,7 +170,7 @@ func parseJWSHeader(data []byte) (jwsHeader, error) {
 			}
 			seen[name] = struct{}{}
 		}
-		if string(v) == "null" {
+		if v == "null" {
 			return nil
 		}
 		var err error
@@ -181,7 +183,7 @@ func parseJWSHeader(data []byte) (jwsHeader, error) {
 			_, err = joseString(v)
 		case "jwk":
 			var jwk *jose.JSONWebKey
-			if err = josejson.Unmarshal(v, &jwk); err == nil && jwk != nil && (!jwk.Valid() || !jwk.IsPublic()) {
+			if err = josejson.Unmarshal([]byte(v), &jwk); err == nil && jwk != nil && (!jwk.Valid() || !jwk.IsPublic()) {
 				err = errors.New("invalid embedded jwk, must be public key")
 			}
 		case "x5c":
@@ -200,7 +202,7 @@ func parseJWSHeader(data []byte) (jwsHeader, error) {
 			if err == nil && v[0] != '"' && v[0] != 't' && v[0] != 'f' {
 				// Strings and booleans always decode.
 				var decoded interface{}
-				err = josejson.Unmarshal(v, &decoded)
+				err = josejson.Unmarshal([]byte(v), &decoded)
 			}
 		}
 		if err != nil {
@@ -219,9 +221,9 @@ func parseJWSHeader(data []byte) (jwsHeader, error) {
 
 // checkX5C checks an "x5c" header as go-jose v3.0.5 did: an array of
 // base64 (standard, padded) DER certificates that x509 parses.
-func checkX5C(v []byte) error {
+func checkX5C(v string) error {
 	chain := []string{}
-	if err := josejson.Unmarshal(v, &chain); err != nil {
+	if err := josejson.Unmarshal([]byte(v), &chain); err != nil {
 		return err
 	}
 	for _, c := range chain {
@@ -238,52 +240,53 @@ func checkX5C(v []byte) error {
 
 // joseString decodes a JSON string value as go-jose's JSON package does,
 // and refuses any other type.
-func joseString(v []byte) (string, error) {
+func joseString(v string) (string, error) {
 	if s, ok := plainString(v); ok {
 		return s, nil
 	}
 	var s string
-	err := josejson.Unmarshal(v, &s)
+	err := josejson.Unmarshal([]byte(v), &s)
 	return s, err
 }
 
 // joseUnquote decodes a member name as go-jose's JSON package does.
-func joseUnquote(q []byte) (string, error) {
+func joseUnquote(q string) (string, error) {
 	if s, ok := plainString(q); ok {
 		return s, nil
 	}
 	var s string
-	err := josejson.Unmarshal(q, &s)
+	err := josejson.Unmarshal([]byte(q), &s)
 	return s, err
 }
 
 // stdUnquote decodes a member name as encoding/json does.
-func stdUnquote(q []byte) (string, error) {
+func stdUnquote(q string) (string, error) {
 	if s, ok := plainString(q); ok {
 		return s, nil
 	}
 	var s string
-	err := json.Unmarshal(q, &s)
+	err := json.Unmarshal([]byte(q), &s)
 	return s, err
 }
 
 // plainString returns the content of the JSON string v when it needs no
 // decoding: no escapes, only printable ASCII. Every JSON decoder reads such
-// a string as its bytes; others are left to the decoders.
-func plainString(v []byte) (string, bool) {
+// a string as its bytes; others are left to the decoders. The content is
+// a substring of v: no copy.
+func plainString(v string) (string, bool) {
 	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
 		return "", false
 	}
-	for _, c := range v[1 : len(v)-1] {
-		if c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+	for i := 1; i < len(v)-1; i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
 			return "", false
 		}
 	}
-	return string(v[1 : len(v)-1]), true
+	return v[1 : len(v)-1], true
 }
 
 // isJSONNull reports whether the valid JSON text data is null.
-func isJSONNull(data []byte) bool {
+func isJSONNull(data string) bool {
 	i := skipJSONSpace(data, 0)
 	return i < len(data) && data[i] == 'n'
 }
@@ -295,7 +298,7 @@ var errJSONShape = errors.New("malformed JSON")
 // the white space around it. data must be valid JSON (json.Valid): the
 // scan relies on it, and only guards against reading out of bounds. It
 // reports false, calling nothing, when data is not an object.
-func jsonMembers(data []byte, unquote func([]byte) (string, error), fn func(name string, value []byte) error) (bool, error) {
+func jsonMembers(data string, unquote func(string) (string, error), fn func(name, value string) error) (bool, error) {
 	i := skipJSONSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false, nil
@@ -343,7 +346,7 @@ func jsonMembers(data []byte, unquote func([]byte) (string, error), fn func(name
 	}
 }
 
-func skipJSONSpace(data []byte, i int) int {
+func skipJSONSpace(data string, i int) int {
 	for i < len(data) {
 		switch data[i] {
 		case ' ', '\t', '\n', '\r':
@@ -357,7 +360,7 @@ func skipJSONSpace(data []byte, i int) int {
 
 // jsonValueEnd returns the index just past the JSON value that starts at
 // data[i], or -1 when it does not end.
-func jsonValueEnd(data []byte, i int) int {
+func jsonValueEnd(data string, i int) int {
 	if i >= len(data) {
 		return -1
 	}

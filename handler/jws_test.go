@@ -117,7 +117,9 @@ func legacyDecodeClaims(payload []byte, c *claims) error {
 	if err := json.Unmarshal(payload, &raw); err != nil || raw == nil {
 		return errors.New("the claims set is not a JSON object")
 	}
-	c.raw = raw
+	for name, v := range raw {
+		c.raw = append(c.raw, rawClaim{name, string(v)})
+	}
 	str := func(name string, dst *string) error {
 		v, ok := raw[name]
 		if !ok || string(v) == "null" {
@@ -252,15 +254,28 @@ func sameClaims(a, b claims) string {
 		return "exp, nbf or iat"
 	case (a.Scope == nil) != (b.Scope == nil), a.Scope != nil && *a.Scope != *b.Scope:
 		return "scope"
-	case len(a.raw) != len(b.raw):
+	}
+	// Each claim's value is its last one's, as encoding/json reads.
+	ra, rb := rawClaims(&a), rawClaims(&b)
+	if len(ra) != len(rb) {
 		return "raw claims"
 	}
-	for name, v := range a.raw {
-		if w, ok := b.raw[name]; !ok || !bytes.Equal(v, w) {
+	for name, v := range ra {
+		if w, ok := rb[name]; !ok || !bytes.Equal(v, w) {
 			return fmt.Sprintf("raw claim %q", name)
 		}
 	}
 	return ""
+}
+
+// rawClaims is c.raw by name, as c.claim reads it.
+func rawClaims(c *claims) map[string]json.RawMessage {
+	m := make(map[string]json.RawMessage)
+	for _, rc := range c.raw {
+		v, _ := c.claim(rc.name)
+		m[rc.name] = json.RawMessage(v)
+	}
+	return m
 }
 
 // stricterReason names the deliberate tightening that makes the new code
@@ -803,9 +818,11 @@ func TestJWSCanonicalInput(t *testing.T) {
 	assert.Equal(t, raw[strings.LastIndexByte(raw, '.')+1:], b64(a.signature))
 	// Appending to what parseAssertion returned must not corrupt the rest.
 	_ = append(a.signingInput, 'x')
-	_ = append(a.claims.raw["iss"], 'x')
+	_ = append(a.claims.Audience, "x")
 	assert.Equal(t, raw[strings.LastIndexByte(raw, '.')+1:], b64(a.signature))
-	assert.Equal(t, `"TestClient"`, string(a.claims.raw["iss"]))
+	iss, _ := a.claims.claim("iss")
+	assert.Equal(t, `"TestClient"`, iss)
+	assert.Equal(t, "TestClient", a.claims.Issuer)
 }
 
 func TestIsCompactJWS(t *testing.T) {
@@ -828,8 +845,8 @@ func TestJSONMembers(t *testing.T) {
 		var want map[string]json.RawMessage
 		wantErr := json.Unmarshal([]byte(in), &want)
 		got := map[string]json.RawMessage{}
-		isObject, err := jsonMembers([]byte(in), stdUnquote, func(name string, v []byte) error {
-			got[name] = v
+		isObject, err := jsonMembers(in, stdUnquote, func(name, v string) error {
+			got[name] = json.RawMessage(v)
 			return nil
 		})
 		require.NoError(t, err, in)

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,7 @@ type jwtKind struct {
 	// purpose is what it is for, in the hint refusing another kind.
 	purpose string
 	// refusedTypes are "typ" values of other kinds of JWT (RFC 8725
-	// §3.11), compared in lower case.
+	// §3.11), in lower case, compared without regard to case.
 	refusedTypes []string
 }
 
@@ -62,7 +63,7 @@ func (k jwtKind) parse(raw string, maxSize int) (*assertion, error) {
 		return nil, k.err.WithHintf("The %s's header has no \"alg\".", k.noun)
 	case len(h.kid) > maxIDLength:
 		return nil, k.err.WithHintf("The %s's \"kid\" is longer than %d bytes.", k.noun, maxIDLength)
-	case contains(k.refusedTypes, strings.ToLower(h.typ)):
+	case slices.ContainsFunc(k.refusedTypes, func(t string) bool { return strings.EqualFold(t, h.typ) }):
 		return nil, k.err.WithHintf("The %s's \"typ\" %q is another kind of JWT, not %s.", k.noun, truncate(h.typ), k.purpose)
 	}
 	a := &assertion{alg: h.alg, kid: h.kid, signingInput: jws.signingInput, signature: jws.signature}
