@@ -38,15 +38,22 @@ var (
 )
 
 // requestIDs are a request's ID and the one it came with, if any.
-type requestIDs struct{ id, upstream string }
+type requestIDs struct {
+	id, upstream string
+	// header backs the response header's value.
+	header [1]string
+}
 
 // newRequestIDs makes the request's ID and sets it on the response.
 func newRequestIDs(w http.ResponseWriter, r *http.Request) *requestIDs {
-	ids := &requestIDs{id: requestIDPrefix + strconv.FormatUint(requestIDCounter.Add(1), 36)}
+	ids := &requestIDs{}
+	var buf [64]byte
+	ids.id = string(strconv.AppendUint(append(buf[:0], requestIDPrefix...), requestIDCounter.Add(1), 36))
 	if v := r.Header[requestIDHeader]; len(v) == 1 && validRequestID(v[0]) {
 		ids.upstream = v[0]
 	}
-	w.Header()[requestIDHeader] = []string{ids.id}
+	ids.header[0] = ids.id
+	w.Header()[requestIDHeader] = ids.header[:]
 	return ids
 }
 
@@ -79,13 +86,32 @@ func withRequestIDs(ctx context.Context, ids *requestIDs) context.Context {
 type requestIDHandler struct{ slog.Handler }
 
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	var ids [2]slog.Attr
+	r.AddAttrs(appendRequestIDs(ctx, ids[:0])...)
+	return h.Handler.Handle(ctx, r)
+}
+
+// appendRequestIDs appends the request IDs of ctx, if any, to attrs.
+func appendRequestIDs(ctx context.Context, attrs []slog.Attr) []slog.Attr {
 	if ids, ok := ctx.Value(requestIDKey{}).(*requestIDs); ok {
-		r.AddAttrs(slog.String("request_id", ids.id))
+		attrs = append(attrs, slog.String("request_id", ids.id))
 		if ids.upstream != "" {
-			r.AddAttrs(slog.String("upstream_request_id", ids.upstream))
+			attrs = append(attrs, slog.String("upstream_request_id", ids.upstream))
 		}
 	}
-	return h.Handler.Handle(ctx, r)
+	return attrs
+}
+
+// logEvent writes an audit event: attrs and the request's IDs, as one
+// record handed straight to the handler under requestIDHandler. That is
+// one allocation for the attributes beyond a record's five inline ones,
+// where Logger.LogAttrs and then requestIDHandler's additions made two,
+// on every token request.
+func (s *Server) logEvent(ctx context.Context, level slog.Level, msg string, attrs []slog.Attr) {
+	attrs = appendRequestIDs(ctx, attrs)
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.AddAttrs(attrs...)
+	_ = s.logHandler.Handle(ctx, r)
 }
 
 func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
@@ -129,11 +155,11 @@ func (s *Server) auditToken(ctx context.Context, a *tokenAudit, ar fosite.Access
 			level, msg, outcome = slog.LevelError, "token request failed", "error"
 		}
 	}
-	if !s.logger.Enabled(ctx, level) {
+	if !s.logHandler.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs, slog.String("event", "token"), slog.String("grant_type", truncate(a.grantType)), slog.String("outcome", outcome))
+	var buf [16]slog.Attr
+	attrs := append(buf[:0], slog.String("event", "token"), slog.String("grant_type", truncate(a.grantType)), slog.String("outcome", outcome))
 	if rfc != nil {
 		attrs = append(attrs, slog.String("error", rfc.ErrorField))
 		if rfc.HintField != "" {
@@ -164,7 +190,7 @@ func (s *Server) auditToken(ctx context.Context, a *tokenAudit, ar fosite.Access
 		}
 	}
 	attrs = append(attrs, slog.Float64("duration_ms", float64(time.Since(a.start).Microseconds())/1000))
-	s.logger.LogAttrs(ctx, level, msg, attrs...)
+	s.logEvent(ctx, level, msg, attrs)
 }
 
 // endpointAudit is the audit event of an introspection or a revocation:
@@ -186,10 +212,11 @@ func (s *Server) auditEndpoint(ctx context.Context, a *endpointAudit) {
 			level, a.outcome = slog.LevelError, "error"
 		}
 	}
-	if !s.logger.Enabled(ctx, level) {
+	if !s.logHandler.Enabled(ctx, level) {
 		return
 	}
-	attrs := []slog.Attr{slog.String("event", a.event), slog.String("outcome", a.outcome)}
+	var buf [8]slog.Attr
+	attrs := append(buf[:0], slog.String("event", a.event), slog.String("outcome", a.outcome))
 	if a.clientID != "" {
 		attrs = append(attrs, slog.String("client_id", a.clientID))
 	}
@@ -199,5 +226,5 @@ func (s *Server) auditEndpoint(ctx context.Context, a *endpointAudit) {
 			attrs = append(attrs, slog.String("reason", rfc.DebugField))
 		}
 	}
-	s.logger.LogAttrs(ctx, level, a.event, attrs...)
+	s.logEvent(ctx, level, a.event, attrs)
 }

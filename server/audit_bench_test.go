@@ -15,7 +15,8 @@ import (
 // BenchmarkAuditToken is the cost of a granted token's audit event with
 // the binary's JSON handler, written to io.Discard.
 func BenchmarkAuditToken(b *testing.B) {
-	s := &Server{logger: slog.New(requestIDHandler{slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})})}
+	h := slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})
+	s := &Server{logger: slog.New(requestIDHandler{h}), logHandler: h}
 	ctx := withRequestIDs(context.Background(), &requestIDs{id: "0bcd6e013db8-4"})
 	ar := fosite.NewAccessRequest(&fosite.DefaultSession{})
 	ar.Client = &fosite.DefaultClient{ID: "TestClient"}

@@ -97,7 +97,7 @@ var fuzzKey = sync.OnceValue(func() *handlertest.Key {
 })
 
 // fuzzClearEnv unsets the variables that override the configuration.
-func fuzzClearEnv(f *testing.F) {
+func fuzzClearEnv(f testing.TB) {
 	for _, name := range []string{"JWTBEARER_TOKEN_SECRET", "JWTBEARER_ADMIN_TOKEN", "REDIS_ADDR", "REDIS_PASSWORD"} {
 		f.Setenv(name, "")
 	}
@@ -206,7 +206,7 @@ func fuzzPlainSecrets(cfg *server.Config) int {
 // FuzzAdminTrust: fuzzKey trusted for TestClient/User1 (read, write), and
 // the client "svc" (secret "svc-secret") for client_credentials and
 // introspection. With admin, the admin API is on.
-func fuzzServerYAML(f *testing.F, admin bool) string {
+func fuzzServerYAML(f testing.TB, admin bool) string {
 	hash, err := bcrypt.GenerateFromPassword([]byte("svc-secret"), bcrypt.MinCost)
 	if err != nil {
 		f.Fatal(err)

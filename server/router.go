@@ -133,7 +133,8 @@ func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (int, *fosite.
 
 const formType = "application/x-www-form-urlencoded"
 
-// bodyBuffers holds the buffers readBody reads into.
+// bodyBuffers holds the buffers readBody reads into and token responses
+// are written from.
 var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // readBody reads a (bounded) request body into one string of its exact
@@ -220,44 +221,44 @@ func (s *Server) tokenRefused(ctx context.Context, w http.ResponseWriter, audit 
 	s.metrics.tokenRequest(audit.grantType, err.ErrorField, time.Since(audit.start))
 }
 
-// tokenBody is a token response with the members this server issues, in
-// the order json.Marshal gives a map's keys, so that it encodes to the
-// same bytes as fosite's WriteAccessResponse without a map's reflection
-// and sorting.
-type tokenBody struct {
-	AccessToken  string `json:"access_token"`
-	ExpiresIn    int64  `json:"expires_in"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	Scope        string `json:"scope"`
-	TokenType    string `json:"token_type"`
-}
-
 var (
 	headerNoStore = []string{"no-store"}
 	headerNoCache = []string{"no-cache"}
 	headerJSON    = []string{"application/json;charset=UTF-8"}
 )
 
-// writeTokenResponse writes resp as fosite's WriteAccessResponse would,
-// and reports whether it could: a response with any other member (or
-// another type) is left to fosite.
+// writeTokenResponse writes resp as fosite's WriteAccessResponse would
+// (json.Marshal of resp.ToMap(): members in sorted order, HTML characters
+// escaped), and reports whether it could: a response with any member but
+// access_token, expires_in, refresh_token, scope and token_type, or of
+// another type, is left to fosite. It appends the JSON itself rather than
+// marshal a map or a struct by reflection, on every token granted.
 func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool {
-	m := resp.ToMap()
-	var b tokenBody
-	var ok bool
-	for k, v := range m {
+	r, ok := resp.(*fosite.AccessResponse)
+	if !ok {
+		return false
+	}
+	var expiresIn int64
+	var scope, refresh string
+	var hasExpiry, hasScope bool
+	for k, v := range r.Extra {
 		switch k {
 		case "access_token":
-			b.AccessToken, ok = v.(string)
+			// ToMap copies the field here; called before, it left this.
+			s, isString := v.(string)
+			ok = isString && s == r.AccessToken
 		case "token_type":
-			b.TokenType, ok = v.(string)
+			s, isString := v.(string)
+			ok = isString && s == r.TokenType
 		case "expires_in":
-			b.ExpiresIn, ok = v.(int64)
+			expiresIn, ok = v.(int64)
+			hasExpiry = true
 		case "scope":
-			b.Scope, ok = v.(string)
+			scope, ok = v.(string)
+			hasScope = true
 		case "refresh_token":
-			b.RefreshToken, ok = v.(string)
-			ok = ok && b.RefreshToken != ""
+			refresh, ok = v.(string)
+			ok = ok && refresh != ""
 		default:
 			ok = false
 		}
@@ -265,15 +266,24 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 			return false
 		}
 	}
-	for _, k := range []string{"access_token", "token_type", "expires_in", "scope"} {
-		if _, present := m[k]; !present {
-			return false
-		}
-	}
-	js, err := json.Marshal(&b)
-	if err != nil {
+	if !hasExpiry || !hasScope {
 		return false
 	}
+	bp := bodyBuffers.Get().(*[]byte)
+	defer bodyBuffers.Put(bp)
+	b := append((*bp)[:0], `{"access_token":`...)
+	b = appendJSONString(b, r.AccessToken)
+	b = append(b, `,"expires_in":`...)
+	b = strconv.AppendInt(b, expiresIn, 10)
+	if refresh != "" {
+		b = append(b, `,"refresh_token":`...)
+		b = appendJSONString(b, refresh)
+	}
+	b = append(b, `,"scope":`...)
+	b = appendJSONString(b, scope)
+	b = append(b, `,"token_type":`...)
+	b = appendJSONString(b, r.TokenType)
+	b = append(b, '}')
 	// Assigned rather than Set: the values are shared, never modified
 	// (net/http copies them when the header is written), and Set would
 	// allocate a slice for each on every response.
@@ -282,8 +292,28 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 	h["Pragma"] = headerNoCache
 	h["Content-Type"] = headerJSON
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(js)
+	_, _ = w.Write(b) // copied, so the buffer goes back to the pool
+	*bp = b[:0]
 	return true
+}
+
+// appendJSONString appends s as encoding/json encodes a string: a string
+// of printable ASCII without '"', '\\', '<', '>' and '&' (every token and
+// scope this server issues) as it is, between quotes; any other through
+// encoding/json itself.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			js, err := json.Marshal(s)
+			if err != nil { // cannot happen for a string
+				panic(err)
+			}
+			return append(b, js...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // accessError writes a token endpoint error. invalid_client gets 401 with

@@ -47,7 +47,10 @@ type Server struct {
 	provider fosite.OAuth2Provider
 	fosite   *fosite.Config
 	logger   *slog.Logger
-	handler  http.Handler
+	// logHandler is the handler under logger's requestIDHandler, which
+	// the audit events are written to directly (see logEvent).
+	logHandler slog.Handler
+	handler    http.Handler
 	// admin serves the admin API; nil when it is off.
 	admin http.Handler
 	// closeStore closes a store New opened itself.
@@ -114,7 +117,8 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	// Every line logged with a request's context names the request.
-	s.logger = slog.New(requestIDHandler{s.logger.Handler()})
+	s.logHandler = s.logger.Handler()
+	s.logger = slog.New(requestIDHandler{s.logHandler})
 	if s.store == nil {
 		switch cfg.Store.Type {
 		case "redis":

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +41,32 @@ func TestWriteTokenResponseMatchesFosite(t *testing.T) {
 			r.SetScopes(fosite.Arguments{"read"})
 			r.SetExtra("id_token", "x")
 		}, false},
+		{"ToMap called before", func(r *fosite.AccessResponse) {
+			r.SetExpiresIn(time.Hour)
+			r.SetScopes(fosite.Arguments{"read"})
+			r.ToMap()
+		}, true},
+		{"a member ToMap would overwrite", func(r *fosite.AccessResponse) {
+			r.SetExpiresIn(time.Hour)
+			r.SetScopes(fosite.Arguments{"read"})
+			r.SetExtra("token_type", "mac")
+		}, false},
+		{"characters JSON escapes in every member", func(r *fosite.AccessResponse) {
+			r.SetAccessToken("tok\"en\\<\x01>\u2028é")
+			r.SetTokenType("Bearer\t&")
+			r.SetExpiresIn(time.Hour)
+			r.SetScopes(fosite.Arguments{"\x7f", "\xff"})
+			r.SetExtra("refresh_token", "&rt")
+		}, true},
+		{"wrong types", func(r *fosite.AccessResponse) {
+			r.SetExtra("expires_in", 3600)
+			r.SetScopes(fosite.Arguments{"read"})
+		}, false},
+		{"empty refresh token", func(r *fosite.AccessResponse) {
+			r.SetExpiresIn(time.Hour)
+			r.SetScopes(fosite.Arguments{"read"})
+			r.SetExtra("refresh_token", "")
+		}, false},
 		{"no expiry", func(r *fosite.AccessResponse) { r.SetScopes(fosite.Arguments{"read"}) }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -47,10 +75,11 @@ func TestWriteTokenResponseMatchesFosite(t *testing.T) {
 			resp.SetTokenType("bearer")
 			tc.build(resp)
 
-			want := httptest.NewRecorder()
-			f.WriteAccessResponse(context.Background(), want, nil, resp)
+			// Ours first: fosite's ToMap writes into the response.
 			got := httptest.NewRecorder()
 			handled := writeTokenResponse(got, resp)
+			want := httptest.NewRecorder()
+			f.WriteAccessResponse(context.Background(), want, nil, resp)
 			require.Equal(t, tc.handle, handled)
 			if !handled {
 				assert.Empty(t, got.Body.String(), "nothing written when left to fosite")
@@ -60,5 +89,24 @@ func TestWriteTokenResponseMatchesFosite(t *testing.T) {
 			assert.Equal(t, want.Body.String(), got.Body.String())
 			assert.Equal(t, want.Header(), got.Header())
 		})
+	}
+}
+
+// BenchmarkWriteTokenResponse is the token response of every granted
+// jwt-bearer request.
+func BenchmarkWriteTokenResponse(b *testing.B) {
+	resp := fosite.NewAccessResponse()
+	resp.SetAccessToken("ory_at_" + strings.Repeat("x", 43) + "." + strings.Repeat("y", 43))
+	resp.SetTokenType("bearer")
+	resp.SetExpiresIn(time.Hour)
+	resp.SetScopes(fosite.Arguments{"read", "write"})
+	w := httptest.NewRecorder()
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Body.Reset()
+		w.HeaderMap = make(http.Header)
+		if !writeTokenResponse(w, resp) {
+			b.Fatal("not handled")
+		}
 	}
 }
