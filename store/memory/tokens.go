@@ -1,10 +1,10 @@
 package memory
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"time"
@@ -27,23 +27,68 @@ func (k tokenKind) String() string {
 	return "access"
 }
 
-// session is one stored token session. The requester is kept encoded
-// (see codec.go) in one string that also holds the signature and request
-// ID the indexes are keyed by: a session is two allocations with three
-// pointers for the garbage collector to follow, whatever the requester,
-// and nothing of the caller's.
+// slot is the index of a session in tokenStore.slots. The indexes refer to
+// sessions by slot rather than by pointer, so that they hold nothing the
+// garbage collector has to follow.
+type slot int32
+
+// noSlot ends a chain or list of sessions, and marks their absence.
+const noSlot slot = -1
+
+// slab holds sessions by value in chunks of slabChunk, so that growing it
+// never copies the sessions already stored (with a million tokens, one
+// append of a single slice would copy 56 MB with the store locked).
+type slab struct {
+	chunks []*[slabChunk]session
+	n      int
+}
+
+const (
+	slabShift = 10
+	slabChunk = 1 << slabShift
+)
+
+// at returns the session in slot i < len(). Chunks never move, so the
+// pointer stays valid; the session it points to is reused once freed.
+func (sl *slab) at(i slot) *session {
+	return &sl.chunks[i>>slabShift][i&(slabChunk-1)]
+}
+
+func (sl *slab) len() int { return sl.n }
+
+// grow adds a zero session and returns its slot.
+func (sl *slab) grow() slot {
+	if sl.n == len(sl.chunks)*slabChunk {
+		sl.chunks = append(sl.chunks, new([slabChunk]session))
+	}
+	sl.n++
+	return slot(sl.n - 1)
+}
+
+// session is one stored token session, held by value in tokenStore.slots.
+// The requester is kept encoded (see codec.go) in one string that also
+// holds the signature and request ID; the indexes link sessions by slot
+// and key them by hashes of those strings. A session thus has one pointer,
+// to an object without any, whatever the requester, and nothing of the
+// caller's. Every garbage collection cycle scans the whole store: with a
+// hundred thousand live tokens, one pointer each instead of ten (three in
+// a heap-allocated session, the key and value of each of three maps, one
+// in the expiry heap) is what keeps that scan cheap.
 type session struct {
 	// enc is the signature, the request ID, then the encoded requester.
 	enc string
-	// prev and next link the sessions of one request ID, the first of
-	// which tokenStore.byRequest holds.
-	prev, next *session
 	// expires is the token's expiry in unix nanoseconds; 0 means none.
 	expires int64
 	// heapIndex is the session's position in tokenStore.expiry, or -1.
-	heapIndex     int
-	sigLen, idLen uint32
-	kind          tokenKind
+	heapIndex int32
+	// sigNext links the sessions whose signatures hash alike in the table
+	// of their kind, the first of which that table holds.
+	sigNext slot
+	// ridPrev and ridNext link the sessions whose request IDs hash alike,
+	// the first of which tokenStore.byRequest holds.
+	ridPrev, ridNext slot
+	sigLen, idLen    uint32
+	kind             tokenKind
 	// inactive marks a refresh token that was rotated or revoked. It is
 	// kept, not deleted, so that fosite can detect its reuse (RFC 6819
 	// §5.2.2.3) and revoke the whole grant.
@@ -51,19 +96,20 @@ type session struct {
 }
 
 // newSession encodes req into a session; it needs no lock.
-func newSession(kind tokenKind, signature string, req fosite.Requester) (*session, error) {
+func newSession(kind tokenKind, signature string, req fosite.Requester) (session, error) {
 	if req == nil {
-		return nil, errors.New("memory: token session: requester is nil")
+		return session{}, errors.New("memory: token session: requester is nil")
 	}
 	id := req.GetID()
 	if uint64(len(signature)) > math.MaxUint32 || uint64(len(id)) > math.MaxUint32 {
-		return nil, errors.New("memory: token session: signature or request ID too long")
+		return session{}, errors.New("memory: token session: signature or request ID too long")
 	}
 	enc, err := encodeSession(signature, id, req)
 	if err != nil {
-		return nil, fmt.Errorf("memory: %s token session: %w", kind, err)
+		return session{}, fmt.Errorf("memory: %s token session: %w", kind, err)
 	}
-	s := &session{enc: enc, sigLen: uint32(len(signature)), idLen: uint32(len(id)), kind: kind, heapIndex: -1}
+	s := session{enc: enc, sigLen: uint32(len(signature)), idLen: uint32(len(id)), kind: kind,
+		heapIndex: -1, sigNext: noSlot, ridPrev: noSlot, ridNext: noSlot}
 	// After encoding, as store/redis does: DefaultSession.GetExpiresAt
 	// makes a nil ExpiresAt map empty.
 	if sess := req.GetSession(); sess != nil {
@@ -100,29 +146,66 @@ func (s *session) expired(now int64) bool {
 // covers them all: a token request writes once or twice, and revocation
 // must see the access and refresh sides of a request together.
 type tokenStore struct {
-	mu      sync.RWMutex
-	access  map[string]*session
-	refresh map[string]*session
-	// byRequest indexes sessions by request ID, the first of a list linked
-	// through the sessions, so that revoking a grant costs O(its tokens)
-	// instead of a scan. Its keys, like those of access and refresh, are
-	// substrings of the sessions' enc.
-	byRequest map[string]*session
-	// expiry orders the sessions that have an expiry, soonest first.
-	expiry sessionHeap
+	mu sync.RWMutex
+	// slots holds the sessions by value, so that they cost the garbage
+	// collector their enc alone. A slot in free is unused and zero, and is
+	// reused before slots grows.
+	slots slab
+	free  []slot
+	// access and refresh hold, by hash of the signature, the first of the
+	// chain of sessions whose signatures hash alike; a lookup walks the
+	// chain for the signature itself. Neither keys nor values are
+	// pointers.
+	access, refresh map[uint64]slot
+	// byRequest holds, by hash of the request ID, the first of the list of
+	// sessions whose request IDs hash alike, so that revoking a grant
+	// costs O(its tokens) instead of a scan. Revocation skips the sessions
+	// of other requests that the list may hold.
+	byRequest map[uint64]slot
+	// expiry is a binary min-heap of the sessions that have an expiry, by
+	// expiry.
+	expiry []slot
+	// hash hashes signatures and request IDs with a seed of the store's
+	// own. Tests replace it before storing anything, to force collisions.
+	hash func(string) uint64
+	// maxSlots bounds len(slots) so that every index fits in a slot
+	// (math.MaxInt32); tests lower it.
+	maxSlots int
 }
 
 func (ts *tokenStore) init() {
-	ts.access = make(map[string]*session)
-	ts.refresh = make(map[string]*session)
-	ts.byRequest = make(map[string]*session)
+	ts.access = make(map[uint64]slot)
+	ts.refresh = make(map[uint64]slot)
+	ts.byRequest = make(map[uint64]slot)
+	seed := maphash.MakeSeed()
+	ts.hash = func(s string) uint64 { return maphash.String(seed, s) }
+	ts.maxSlots = math.MaxInt32
 }
 
-func (ts *tokenStore) table(kind tokenKind) map[string]*session {
+func (ts *tokenStore) table(kind tokenKind) map[uint64]slot {
 	if kind == refreshToken {
 		return ts.refresh
 	}
 	return ts.access
+}
+
+// first returns the slot m holds under h, or noSlot: the zero value a
+// missing key gives is a slot like any other.
+func first(m map[uint64]slot, h uint64) slot {
+	if i, ok := m[h]; ok {
+		return i
+	}
+	return noSlot
+}
+
+// find returns the slot of the session stored under signature, whose hash
+// is h, or noSlot. The caller holds mu.
+func (ts *tokenStore) find(kind tokenKind, h uint64, signature string) slot {
+	i := first(ts.table(kind), h)
+	for i != noSlot && ts.slots.at(i).signature() != signature {
+		i = ts.slots.at(i).sigNext
+	}
+	return i
 }
 
 // create stores req under signature, replacing any session stored there.
@@ -132,73 +215,110 @@ func (ts *tokenStore) create(kind tokenKind, signature string, req fosite.Reques
 	if err != nil {
 		return err
 	}
-	ts.insert(s, now)
+	return ts.insert(s, now)
+}
+
+// insert stores s, replacing any session stored under its signature. It
+// fails only when the store holds maxSlots sessions already. The caller
+// holds mu for writing.
+func (ts *tokenStore) insert(s session, now int64) error {
+	ts.sweep(now)
+	table := ts.table(s.kind)
+	h := ts.hash(s.signature())
+	if old := ts.find(s.kind, h, s.signature()); old != noSlot {
+		// This frees a slot for s.
+		ts.remove(old)
+	}
+	var i slot
+	switch n := len(ts.free); {
+	case n > 0:
+		i = ts.free[n-1]
+		ts.free = ts.free[:n-1]
+	case ts.slots.len() < ts.maxSlots:
+		i = ts.slots.grow()
+	default:
+		return fmt.Errorf("memory: %s token session: the store is full (%d sessions)", s.kind, ts.slots.len())
+	}
+
+	// s goes first in its chain and in its list: no walk is needed.
+	s.sigNext = first(table, h)
+	table[h] = i
+	rh := ts.hash(s.requestID())
+	s.ridPrev, s.ridNext = noSlot, first(ts.byRequest, rh)
+	if s.ridNext != noSlot {
+		ts.slots.at(s.ridNext).ridPrev = i
+	}
+	ts.byRequest[rh] = i
+	s.heapIndex = -1
+	*ts.slots.at(i) = s
+	if s.expires != 0 {
+		ts.heapPush(i)
+	}
 	return nil
 }
 
-// insert stores s, replacing any session stored under its signature. The
+// remove forgets the session in slot i entirely and frees the slot. The
 // caller holds mu for writing.
-func (ts *tokenStore) insert(s *session, now int64) {
-	ts.sweep(now)
-	table := ts.table(s.kind)
-	if old, ok := table[s.signature()]; ok {
-		ts.remove(old)
-	}
-	table[s.signature()] = s
-	// s goes second in its request's list, so that the first, whose
-	// request ID the map key is, stays.
-	if first := ts.byRequest[s.requestID()]; first != nil {
-		s.prev, s.next = first, first.next
-		if first.next != nil {
-			first.next.prev = s
-		}
-		first.next = s
-	} else {
-		ts.byRequest[s.requestID()] = s
-	}
-	if s.expires != 0 {
-		heap.Push(&ts.expiry, s)
-	}
-}
+func (ts *tokenStore) remove(i slot) {
+	s := ts.slots.at(i)
 
-// remove forgets s entirely. The caller holds mu for writing.
-func (ts *tokenStore) remove(s *session) {
-	delete(ts.table(s.kind), s.signature())
+	// Out of its signature chain, which is walked for the predecessor:
+	// chains are one session long unless hashes collide.
+	table := ts.table(s.kind)
+	h := ts.hash(s.signature())
+	if p := table[h]; p == i {
+		if s.sigNext == noSlot {
+			delete(table, h)
+		} else {
+			table[h] = s.sigNext
+		}
+	} else {
+		for ts.slots.at(p).sigNext != i {
+			p = ts.slots.at(p).sigNext
+		}
+		ts.slots.at(p).sigNext = s.sigNext
+	}
+
+	// Out of its request list, in O(1).
 	switch {
-	case s.prev != nil:
-		s.prev.next = s.next
-	case s.next != nil:
-		// Assigning replaces the key too, so the map does not keep s's
-		// enc alive.
-		ts.byRequest[s.next.requestID()] = s.next
+	case s.ridPrev != noSlot:
+		ts.slots.at(s.ridPrev).ridNext = s.ridNext
+	case s.ridNext != noSlot:
+		ts.byRequest[ts.hash(s.requestID())] = s.ridNext
 	default:
-		delete(ts.byRequest, s.requestID())
+		delete(ts.byRequest, ts.hash(s.requestID()))
 	}
-	if s.next != nil {
-		s.next.prev = s.prev
+	if s.ridNext != noSlot {
+		ts.slots.at(s.ridNext).ridPrev = s.ridPrev
 	}
-	s.prev, s.next = nil, nil
+
 	if s.heapIndex >= 0 {
-		heap.Remove(&ts.expiry, s.heapIndex)
+		ts.heapRemove(int(s.heapIndex))
 	}
+	// Zeroed, so that the slab does not keep enc alive.
+	*s = session{}
+	ts.free = append(ts.free, i)
 }
 
 // sweep forgets at most sweepBatch sessions that expired before now. Every
 // write sweeps more than it adds, so expired sessions do not pile up, and
 // none is ever returned in the meantime since reads check the expiry.
 func (ts *tokenStore) sweep(now int64) {
-	for n := 0; n < sweepBatch && len(ts.expiry) > 0 && ts.expiry[0].expires < now; n++ {
+	for n := 0; n < sweepBatch && len(ts.expiry) > 0 && ts.slots.at(ts.expiry[0]).expires < now; n++ {
 		ts.remove(ts.expiry[0])
 	}
 }
 
-// get returns the live session under signature. The caller holds mu.
-func (ts *tokenStore) get(kind tokenKind, signature string, now int64) (*session, bool) {
-	s, ok := ts.table(kind)[signature]
-	if !ok || s.expired(now) {
-		return nil, false
+// get returns a copy of the live session under signature, and its slot for
+// a caller that changes it. A copy, since a freed slot is reused: unlike a
+// pointer into the slab, it can still be read once mu is released. The
+// caller holds mu.
+func (ts *tokenStore) get(kind tokenKind, signature string, now int64) (session, slot, bool) {
+	i := ts.find(kind, ts.hash(signature), signature)
+	if i == noSlot || ts.slots.at(i).expired(now) {
+		return session{}, noSlot, false
 	}
-	return s, true
+	return *ts.slots.at(i), i, true
 }
 
 // store encodes req, then stores it under signature with the lock held.
@@ -209,8 +329,7 @@ func (ts *tokenStore) store(kind tokenKind, signature string, req fosite.Request
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	ts.insert(s, time.Now().UnixNano())
-	return nil
+	return ts.insert(s, time.Now().UnixNano())
 }
 
 func (ts *tokenStore) delete(kind tokenKind, signature string) {
@@ -218,59 +337,103 @@ func (ts *tokenStore) delete(kind tokenKind, signature string) {
 	defer ts.mu.Unlock()
 
 	ts.sweep(time.Now().UnixNano())
-	if s, ok := ts.table(kind)[signature]; ok {
-		ts.remove(s)
+	if i := ts.find(kind, ts.hash(signature), signature); i != noSlot {
+		ts.remove(i)
 	}
 }
 
 // revokeAccess deletes the access tokens of a request. The caller holds mu
 // for writing.
 func (ts *tokenStore) revokeAccess(requestID string) {
-	for s := ts.byRequest[requestID]; s != nil; {
-		next := s.next
-		if s.kind == accessToken {
-			ts.remove(s)
+	for i := first(ts.byRequest, ts.hash(requestID)); i != noSlot; {
+		s := ts.slots.at(i)
+		next := s.ridNext
+		if s.kind == accessToken && s.requestID() == requestID {
+			ts.remove(i)
 		}
-		s = next
+		i = next
 	}
 }
 
 // revokeRefresh marks the refresh tokens of a request inactive. The caller
 // holds mu for writing.
 func (ts *tokenStore) revokeRefresh(requestID string) {
-	for s := ts.byRequest[requestID]; s != nil; s = s.next {
-		if s.kind == refreshToken {
+	for i := first(ts.byRequest, ts.hash(requestID)); i != noSlot; i = ts.slots.at(i).ridNext {
+		if s := ts.slots.at(i); s.kind == refreshToken && s.requestID() == requestID {
 			s.inactive = true
 		}
 	}
 }
 
-// sessionHeap is a container/heap of sessions by expiry that keeps each
-// session's index up to date, so that deleting a session is O(log n)
-// instead of leaving a stale element behind.
-type sessionHeap []*session
-
-func (h sessionHeap) Len() int           { return len(h) }
-func (h sessionHeap) Less(i, j int) bool { return h[i].expires < h[j].expires }
-func (h sessionHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex = i
-	h[j].heapIndex = j
+// heapPush, heapRemove, heapUp and heapDown keep expiry a binary min-heap
+// by the sessions' expiries, and each session's heapIndex up to date, so
+// that deleting a session is O(log n) instead of leaving a stale element
+// behind. They are written out rather than going through container/heap,
+// whose interface{} arguments would allocate for every slot.
+func (ts *tokenStore) heapPush(i slot) {
+	ts.expiry = append(ts.expiry, i)
+	ts.heapUp(len(ts.expiry) - 1)
 }
 
-func (h *sessionHeap) Push(x any) {
-	s := x.(*session)
-	s.heapIndex = len(*h)
-	*h = append(*h, s)
+// heapRemove takes the element at position j out of the heap.
+func (ts *tokenStore) heapRemove(j int) {
+	last := len(ts.expiry) - 1
+	moved := ts.expiry[last]
+	ts.slots.at(ts.expiry[j]).heapIndex = -1
+	ts.expiry = ts.expiry[:last]
+	if j != last {
+		ts.heapSet(j, moved)
+		if !ts.heapDown(j) {
+			ts.heapUp(j)
+		}
+	}
 }
 
-func (h *sessionHeap) Pop() any {
-	old := *h
-	s := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	s.heapIndex = -1
-	return s
+// heapSet puts slot i at position j of the heap.
+func (ts *tokenStore) heapSet(j int, i slot) {
+	ts.expiry[j] = i
+	ts.slots.at(i).heapIndex = int32(j)
+}
+
+// heapUp moves the element at position j towards the root until its
+// parent expires no later.
+func (ts *tokenStore) heapUp(j int) {
+	i := ts.expiry[j]
+	exp := ts.slots.at(i).expires
+	for j > 0 {
+		parent := (j - 1) / 2
+		p := ts.expiry[parent]
+		if ts.slots.at(p).expires <= exp {
+			break
+		}
+		ts.heapSet(j, p)
+		j = parent
+	}
+	ts.heapSet(j, i)
+}
+
+// heapDown moves the element at position j towards the leaves until its
+// children expire no earlier, and reports whether it moved.
+func (ts *tokenStore) heapDown(j int) bool {
+	i := ts.expiry[j]
+	exp := ts.slots.at(i).expires
+	start, n := j, len(ts.expiry)
+	for {
+		c := 2*j + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && ts.slots.at(ts.expiry[r]).expires < ts.slots.at(ts.expiry[c]).expires {
+			c = r
+		}
+		if exp <= ts.slots.at(ts.expiry[c]).expires {
+			break
+		}
+		ts.heapSet(j, ts.expiry[c])
+		j = c
+	}
+	ts.heapSet(j, i)
+	return j != start
 }
 
 // notFound names the kind of token but not its signature, which is as good
@@ -293,13 +456,13 @@ func (s *Store) CreateAccessTokenSession(_ context.Context, signature string, re
 // none or it has expired.
 func (s *Store) GetAccessTokenSession(_ context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	s.tokens.mu.RLock()
-	sess, ok := s.tokens.get(accessToken, signature, time.Now().UnixNano())
+	sess, _, ok := s.tokens.get(accessToken, signature, time.Now().UnixNano())
 	s.tokens.mu.RUnlock()
 	if !ok {
 		return nil, notFound("access")
 	}
-	// sess stays as it is once stored but for inactive, so that it is
-	// decoded outside the lock.
+	// sess is a copy, and its enc never changes: it is decoded outside
+	// the lock.
 	return sess.requester(session)
 }
 
@@ -327,8 +490,7 @@ func (s *Store) CreateRefreshTokenSession(_ context.Context, signature, _ string
 // expired one, fosite.ErrNotFound.
 func (s *Store) GetRefreshTokenSession(_ context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
 	s.tokens.mu.RLock()
-	sess, ok := s.tokens.get(refreshToken, signature, time.Now().UnixNano())
-	inactive := ok && sess.inactive
+	sess, _, ok := s.tokens.get(refreshToken, signature, time.Now().UnixNano())
 	s.tokens.mu.RUnlock()
 	if !ok {
 		return nil, notFound("refresh")
@@ -337,7 +499,7 @@ func (s *Store) GetRefreshTokenSession(_ context.Context, signature string, sess
 	if err != nil {
 		return nil, err
 	}
-	if inactive {
+	if sess.inactive {
 		return req, fmt.Errorf("memory: refresh token session: %w", fosite.ErrInactiveToken)
 	}
 	return req, nil
@@ -368,7 +530,7 @@ func (s *Store) RotateRefreshToken(_ context.Context, requestID, refreshTokenSig
 	s.tokens.mu.Lock()
 	defer s.tokens.mu.Unlock()
 
-	sess, ok := s.tokens.get(refreshToken, refreshTokenSignature, time.Now().UnixNano())
+	sess, i, ok := s.tokens.get(refreshToken, refreshTokenSignature, time.Now().UnixNano())
 	if !ok || sess.requestID() != requestID {
 		return notFound("refresh")
 	}
@@ -376,7 +538,7 @@ func (s *Store) RotateRefreshToken(_ context.Context, requestID, refreshTokenSig
 		return fmt.Errorf("memory: refresh token session: rotated or revoked meanwhile: %w: %w",
 			fosite.ErrSerializationFailure, fosite.ErrInactiveToken)
 	}
-	sess.inactive = true
+	s.tokens.slots.at(i).inactive = true
 	s.tokens.revokeRefresh(requestID)
 	s.tokens.revokeAccess(requestID)
 	return nil

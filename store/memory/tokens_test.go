@@ -21,44 +21,106 @@ func request(id string, accessExp time.Time) fosite.Requester {
 	return r
 }
 
-// checkHeap verifies the heap order and that every session knows its index.
-func checkHeap(t *testing.T, ts *tokenStore) {
+// checkTokens verifies the store's invariants: free slots are zero and
+// reached from nowhere; every other slot holds a session reached once from
+// the chain of its signature's hash, in the table of its kind, and once
+// from the list of its request ID's hash; the heap is ordered and holds
+// exactly the sessions with an expiry, each knowing its position. It fails
+// with t.Fatalf rather than require, which would make the model test slow.
+func checkTokens(t *testing.T, ts *tokenStore) {
 	t.Helper()
-	for i, s := range ts.expiry {
-		require.Equal(t, i, s.heapIndex)
-		if i > 0 {
-			require.LessOrEqual(t, ts.expiry[(i-1)/2].expires, s.expires)
+	n := ts.slots.len()
+	valid := func(i slot) bool { return i >= 0 && int(i) < n }
+	free := make([]bool, n)
+	for _, i := range ts.free {
+		if !valid(i) || free[i] {
+			t.Fatalf("free slot %d out of range or listed twice", i)
 		}
-		require.Same(t, s, ts.table(s.kind)[s.signature()], "a queued session is stored")
+		free[i] = true
+		if *ts.slots.at(slot(i)) != (session{}) {
+			t.Fatalf("free slot %d is not zero: %+v", i, *ts.slots.at(slot(i)))
+		}
+	}
+	live := n - len(ts.free)
+
+	chained := make([]bool, n)
+	for _, kind := range []tokenKind{accessToken, refreshToken} {
+		sigs := make(map[string]bool)
+		for h, i := range ts.table(kind) {
+			if i == noSlot {
+				t.Fatalf("%s table holds an empty chain", kind)
+			}
+			for ; i != noSlot; i = ts.slots.at(i).sigNext {
+				if !valid(i) || free[i] || chained[i] {
+					t.Fatalf("%s chain %#x reaches slot %d: out of range, free or reached twice", kind, h, i)
+				}
+				chained[i] = true
+				s := ts.slots.at(i)
+				if s.kind != kind || ts.hash(s.signature()) != h || sigs[s.signature()] {
+					t.Fatalf("%s chain %#x holds slot %d (%s %q): wrong kind, hash, or a signature twice", kind, h, i, s.kind, s.signature())
+				}
+				sigs[s.signature()] = true
+			}
+		}
+	}
+
+	listed := make([]bool, n)
+	for h, i := range ts.byRequest {
+		if i == noSlot {
+			t.Fatalf("request index holds an empty list")
+		}
+		for prev := noSlot; i != noSlot; prev, i = i, ts.slots.at(i).ridNext {
+			if !valid(i) || free[i] || listed[i] {
+				t.Fatalf("request list %#x reaches slot %d: out of range, free or reached twice", h, i)
+			}
+			listed[i] = true
+			s := ts.slots.at(i)
+			if s.ridPrev != prev || ts.hash(s.requestID()) != h {
+				t.Fatalf("request list %#x holds slot %d (request %q) with ridPrev %d after %d", h, i, s.requestID(), s.ridPrev, prev)
+			}
+		}
+	}
+
+	for j, i := range ts.expiry {
+		if !valid(i) || free[i] {
+			t.Fatalf("heap position %d holds slot %d: out of range or free", j, i)
+		}
+		s := ts.slots.at(i)
+		if int(s.heapIndex) != j || s.expires == 0 {
+			t.Fatalf("heap position %d holds slot %d with heapIndex %d, expiry %d", j, i, s.heapIndex, s.expires)
+		}
+		if j > 0 && ts.slots.at(ts.expiry[(j-1)/2]).expires > s.expires {
+			t.Fatalf("heap position %d expires before its parent", j)
+		}
+	}
+	for i := range ts.slots.len() {
+		if free[i] {
+			continue
+		}
+		if !chained[i] || !listed[i] {
+			t.Fatalf("live slot %d is in no signature chain or no request list", i)
+		}
+		if s := ts.slots.at(slot(i)); (s.expires == 0) != (s.heapIndex == -1) {
+			t.Fatalf("live slot %d has expiry %d and heapIndex %d", i, s.expires, s.heapIndex)
+		}
+	}
+	if queued := len(ts.expiry); queued > live {
+		t.Fatalf("%d sessions queued, %d live", queued, live)
 	}
 }
 
-// requestSessions lists the sessions linked from first.
-func requestSessions(first *session) []*session {
-	var l []*session
-	for s := first; s != nil; s = s.next {
-		l = append(l, s)
+// liveSessions counts the sessions stored, live or expired.
+func liveSessions(ts *tokenStore) int { return ts.slots.len() - len(ts.free) }
+
+// requestSessions lists the sessions of a request.
+func requestSessions(ts *tokenStore, requestID string) []session {
+	var l []session
+	for i := first(ts.byRequest, ts.hash(requestID)); i != noSlot; i = ts.slots.at(i).ridNext {
+		if ts.slots.at(i).requestID() == requestID {
+			l = append(l, *ts.slots.at(i))
+		}
 	}
 	return l
-}
-
-// checkIndex verifies that every stored session is linked once, from the
-// list of its request, and that the lists hold nothing else.
-func checkIndex(t *testing.T, ts *tokenStore) {
-	t.Helper()
-	linked := 0
-	for id, first := range ts.byRequest {
-		require.Nil(t, first.prev, "a list starts at the map")
-		for s := first; s != nil; s = s.next {
-			require.Equal(t, id, s.requestID())
-			require.Same(t, s, ts.table(s.kind)[s.signature()], "a linked session is stored")
-			if s.next != nil {
-				require.Same(t, s, s.next.prev)
-			}
-			linked++
-		}
-	}
-	require.Equal(t, len(ts.access)+len(ts.refresh), linked, "every stored session is linked once")
 }
 
 func TestTokenSweepForgetsExpiredSessions(t *testing.T) {
@@ -69,21 +131,22 @@ func TestTokenSweepForgetsExpiredSessions(t *testing.T) {
 	for i := range n {
 		require.NoError(t, ts.create(accessToken, fmt.Sprint("old-", i), request(fmt.Sprint("req-", i), base), base.UnixNano()-1))
 	}
-	require.Len(t, ts.access, n)
+	require.Equal(t, n, liveSessions(&ts))
 	require.Len(t, ts.byRequest, n)
 
 	// Each write after the expiry forgets a bounded batch.
 	now := base.Add(time.Second).UnixNano()
 	require.NoError(t, ts.create(accessToken, "new-0", request("new", base.Add(time.Hour)), now))
-	assert.Len(t, ts.access, n+1-sweepBatch)
+	assert.Equal(t, n+1-sweepBatch, liveSessions(&ts))
 
 	for i := 1; i < n; i++ {
 		require.NoError(t, ts.create(accessToken, fmt.Sprint("new-", i), request("new", base.Add(time.Hour)), now))
 	}
-	assert.Len(t, ts.access, n, "only the new sessions remain")
+	assert.Equal(t, n, liveSessions(&ts), "only the new sessions remain")
 	assert.Len(t, ts.byRequest, 1, "the request index forgets them too")
-	assert.Len(t, requestSessions(ts.byRequest["new"]), n)
-	checkHeap(t, &ts)
+	assert.Len(t, requestSessions(&ts, "new"), n)
+	assert.Equal(t, n, ts.slots.len(), "the slots of the expired sessions are reused")
+	checkTokens(t, &ts)
 }
 
 func TestTokenHeapStaysConsistent(t *testing.T) {
@@ -100,10 +163,9 @@ func TestTokenHeapStaysConsistent(t *testing.T) {
 		if rng.IntN(20) == 0 {
 			ts.revokeAccess(fmt.Sprint("req-", rng.IntN(50)))
 		}
-		checkHeap(t, &ts)
-		checkIndex(t, &ts)
+		checkTokens(t, &ts)
 	}
-	assert.Len(t, ts.expiry, len(ts.access), "every session with an expiry is queued once")
+	assert.Len(t, ts.expiry, liveSessions(&ts), "every session with an expiry is queued once")
 }
 
 // TestTokenIndexStaysConsistent mixes both kinds of tokens, replacements,
@@ -129,8 +191,7 @@ func TestTokenIndexStaysConsistent(t *testing.T) {
 		case 2:
 			ts.revokeRefresh(fmt.Sprint("req-", rng.IntN(40)))
 		}
-		checkHeap(t, &ts)
-		checkIndex(t, &ts)
+		checkTokens(t, &ts)
 	}
 }
 
@@ -226,7 +287,7 @@ func TestTokenSessionExpiryAsSetByHandler(t *testing.T) {
 		assert.Equal(t, sess.ExpiresAt, got.GetSession().(*fosite.DefaultSession).ExpiresAt)
 		assert.Equal(t, "alice", got.GetSession().GetSubject())
 	}
-	sessions := requestSessions(s.tokens.byRequest["req-1"])
+	sessions := requestSessions(&s.tokens, "req-1")
 	require.Len(t, sessions, 2)
 	for _, ss := range sessions {
 		tt := fosite.AccessToken
