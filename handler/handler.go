@@ -231,7 +231,7 @@ func (h *Handler) HandleTokenEndpointRequest(ctx context.Context, request fosite
 		// assertion's issuer, which is how introspection reports its
 		// client_id and which client may revoke it.
 		if ar, ok := request.(*fosite.AccessRequest); ok {
-			ar.Client = &issuerClient{&fosite.DefaultClient{ID: a.claims.Issuer, GrantTypes: fosite.Arguments{GrantType}}}
+			ar.Client = newIssuerClient(a.claims.Issuer)
 		}
 	}
 
@@ -530,8 +530,18 @@ func ceilSecond(t time.Time) time.Time {
 }
 
 // issuerClient stands in for the client when none authenticated: the
-// token is attributed to the assertion's issuer.
-type issuerClient struct{ *fosite.DefaultClient }
+// token is attributed to the assertion's issuer. It is one allocation,
+// its grant types included, on every such token request.
+type issuerClient struct {
+	fosite.DefaultClient
+	grantTypes [1]string
+}
+
+func newIssuerClient(issuer string) *issuerClient {
+	c := &issuerClient{DefaultClient: fosite.DefaultClient{ID: issuer}, grantTypes: [1]string{GrantType}}
+	c.GrantTypes = c.grantTypes[:]
+	return c
+}
 
 // issuesRefreshToken reports whether this request gets a refresh token: only
 // when configured, for an authenticated client allowed the refresh_token

@@ -30,7 +30,16 @@ import (
 type tokenStrategy struct {
 	*oauth2.HMACSHAStrategy
 	entropy int
-	macs    sync.Pool
+	// macs holds *tokenScratch.
+	macs sync.Pool
+}
+
+// tokenScratch is a keyed HMAC and the buffers a token is made in, reused
+// so that a token costs one allocation: its string.
+type tokenScratch struct {
+	mac hash.Hash
+	raw [64 + sha512.Size256]byte
+	out [256]byte
 }
 
 var b64 = base64.RawURLEncoding
@@ -53,7 +62,7 @@ func newTokenStrategy(config *fosite.Config) (*tokenStrategy, error) {
 		HMACSHAStrategy: compose.NewOAuth2HMACStrategy(config),
 		entropy:         max(config.GetTokenEntropy(ctx), 32),
 	}
-	s.macs.New = func() any { return hmac.New(sha512.New512_256, key) }
+	s.macs.New = func() any { return &tokenScratch{mac: hmac.New(sha512.New512_256, key)} }
 	return s, nil
 }
 
@@ -70,23 +79,27 @@ func (s *tokenStrategy) GenerateRefreshToken(context.Context, fosite.Requester) 
 func (s *tokenStrategy) generate(prefix string) (token, signature string, err error) {
 	// The random bytes and their HMAC, then the token is written once:
 	// prefix, base64url(random), ".", base64url(mac).
-	var raw [64 + sha512.Size256]byte
+	sc := s.macs.Get().(*tokenScratch)
+	defer s.macs.Put(sc)
 	var random []byte
 	if s.entropy <= 64 {
-		random = raw[:s.entropy:s.entropy]
+		random = sc.raw[:s.entropy:s.entropy]
 	} else {
 		random = make([]byte, s.entropy)
 	}
 	if _, err := rand.Read(random); err != nil {
 		return "", "", err
 	}
-	mac := s.macs.Get().(hash.Hash)
-	mac.Reset()
-	_, _ = mac.Write(random)
-	sum := mac.Sum(raw[64:64:len(raw)])
-	s.macs.Put(mac)
+	sc.mac.Reset()
+	_, _ = sc.mac.Write(random)
+	sum := sc.mac.Sum(sc.raw[64:64:len(sc.raw)])
 
-	out := make([]byte, len(prefix)+b64.EncodedLen(len(random))+1+b64.EncodedLen(len(sum)))
+	var out []byte
+	if size := len(prefix) + b64.EncodedLen(len(random)) + 1 + b64.EncodedLen(len(sum)); size <= len(sc.out) {
+		out = sc.out[:size]
+	} else {
+		out = make([]byte, size)
+	}
 	n := copy(out, prefix)
 	b64.Encode(out[n:], random)
 	n += b64.EncodedLen(len(random))

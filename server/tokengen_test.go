@@ -20,7 +20,7 @@ import (
 func TestTokenStrategyMatchesFosite(t *testing.T) {
 	ctx := context.Background()
 	secret := []byte("0123456789abcdef0123456789abcdef-and-more-than-32-bytes")
-	for _, entropy := range []int{0, 16, 32, 48, 64, 100} {
+	for _, entropy := range []int{0, 16, 32, 48, 64, 100, 200} {
 		fc := &fosite.Config{GlobalSecret: secret, TokenEntropy: entropy, AccessTokenLifespan: time.Hour, RefreshTokenLifespan: time.Hour}
 		ours, err := newTokenStrategy(fc)
 		require.NoError(t, err)
