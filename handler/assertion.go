@@ -145,7 +145,29 @@ func decodeClaims(payload []byte, c *claims) error {
 		}
 		c.Scope = &c.scope
 	}
+	detach(&c.Issuer, &c.Subject, &c.ID, &c.scope)
 	return nil
+}
+
+// detach gives the claims that outlive the request one copy of their own.
+// They go into the session, the replay cache and the token store, fosite's
+// or a library user's, and as substrings of the claims set each would keep
+// all of it (up to the 16 KiB size bound) alive for as long as it is
+// kept. One allocation holds them all.
+func detach(ss ...*string) {
+	n := 0
+	for _, s := range ss {
+		n += len(*s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range ss {
+		b.WriteString(*s)
+	}
+	all := b.String()
+	for _, s := range ss {
+		*s, all = all[:len(*s)], all[len(*s):]
+	}
 }
 
 // numericDate reads a JSON number as encoding/json does for a float64.

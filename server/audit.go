@@ -106,7 +106,8 @@ func appendRequestIDs(ctx context.Context, attrs []slog.Attr) []slog.Attr {
 // record handed straight to the handler under requestIDHandler. That is
 // one allocation for the attributes beyond a record's five inline ones,
 // where Logger.LogAttrs and then requestIDHandler's additions made two,
-// on every token request.
+// on every token request. The record has no source position: a handler's
+// AddSource would name this function for every event.
 func (s *Server) logEvent(ctx context.Context, level slog.Level, msg string, attrs []slog.Attr) {
 	attrs = appendRequestIDs(ctx, attrs)
 	r := slog.NewRecord(time.Now(), level, msg, 0)

@@ -133,8 +133,7 @@ func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (int, *fosite.
 
 const formType = "application/x-www-form-urlencoded"
 
-// bodyBuffers holds the buffers readBody reads into and token responses
-// are written from.
+// bodyBuffers holds the buffers readBody reads into.
 var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // readBody reads a (bounded) request body into one string of its exact
@@ -269,9 +268,12 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 	if !hasExpiry || !hasScope {
 		return false
 	}
-	bp := bodyBuffers.Get().(*[]byte)
-	defer bodyBuffers.Put(bp)
-	b := append((*bp)[:0], `{"access_token":`...)
+	// Allocated, not pooled: over HTTP/2, net/http may still hold a large
+	// body it was given when Write returns.
+	// The size without escapes: members, values, their quotes, an int64.
+	b := make([]byte, 0, len(`{"access_token":,"expires_in":,"refresh_token":,"scope":,"token_type":}`)+
+		len(r.AccessToken)+len(refresh)+len(scope)+len(r.TokenType)+2*4+20)
+	b = append(b, `{"access_token":`...)
 	b = appendJSONString(b, r.AccessToken)
 	b = append(b, `,"expires_in":`...)
 	b = strconv.AppendInt(b, expiresIn, 10)
@@ -292,8 +294,7 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 	h["Pragma"] = headerNoCache
 	h["Content-Type"] = headerJSON
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b) // copied, so the buffer goes back to the pool
-	*bp = b[:0]
+	_, _ = w.Write(b)
 	return true
 }
 
