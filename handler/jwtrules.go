@@ -1,10 +1,8 @@
 package handler
 
 import (
-	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ory/fosite"
 )
@@ -20,7 +18,7 @@ type jwtKind struct {
 	// purpose is what it is for, in the hint refusing another kind.
 	purpose string
 	// refusedTypes are "typ" values of other kinds of JWT (RFC 8725
-	// §3.11), in lower case, compared without regard to case.
+	// §3.11), compared in lower case.
 	refusedTypes []string
 }
 
@@ -64,7 +62,7 @@ func (k jwtKind) parse(raw string, maxSize int) (*assertion, error) {
 		return nil, k.err.WithHintf("The %s's header has no \"alg\".", k.noun)
 	case len(h.kid) > maxIDLength:
 		return nil, k.err.WithHintf("The %s's \"kid\" is longer than %d bytes.", k.noun, maxIDLength)
-	case typeRefused(k.refusedTypes, h.typ):
+	case contains(k.refusedTypes, strings.ToLower(h.typ)):
 		return nil, k.err.WithHintf("The %s's \"typ\" %q is another kind of JWT, not %s.", k.noun, truncate(h.typ), k.purpose)
 	}
 	a := &assertion{alg: h.alg, kid: h.kid, signingInput: jws.signingInput, signature: jws.signature}
@@ -72,20 +70,6 @@ func (k jwtKind) parse(raw string, maxSize int) (*assertion, error) {
 		return nil, k.err.WithHintf("The %s's claims are invalid: %s.", k.noun, err.Error()).WithWrap(err)
 	}
 	return a, nil
-}
-
-// typeRefused reports whether typ, in lower case, is in refused (which is
-// in lower case). For ASCII, a comparison without regard to case is the
-// same and needs no lower-case copy of typ ("JWT" is the usual value);
-// beyond ASCII, Unicode's lower case and its case folding differ ('İ'
-// lowers to 'i' but does not fold to it), so the rule stays lower case.
-func typeRefused(refused []string, typ string) bool {
-	for i := 0; i < len(typ); i++ {
-		if typ[i] >= utf8.RuneSelf {
-			return contains(refused, strings.ToLower(typ))
-		}
-	}
-	return slices.ContainsFunc(refused, func(t string) bool { return strings.EqualFold(t, typ) })
 }
 
 // checkTimes applies RFC 7523 §3's time rules: an "exp" (item 4) not passed,

@@ -34,7 +34,6 @@ func TestTypeRefused(t *testing.T) {
 	} {
 		_, err := parseAssertion(k.SignWith("RS256", map[string]interface{}{"kid": k.Public.KeyID, "typ": typ}, claims), DefaultMaxAssertionSize)
 		assert.Equal(t, refused, err != nil, "typ %q: %v", typ, err)
-		assert.Equal(t, contains(grantAssertion.refusedTypes, strings.ToLower(typ)), typeRefused(grantAssertion.refusedTypes, typ), typ)
 	}
 }
 
