@@ -220,6 +220,18 @@ func (s *Server) tokenRefused(ctx context.Context, w http.ResponseWriter, audit 
 	s.metrics.tokenRequest(audit.grantType, err.ErrorField, time.Since(audit.start))
 }
 
+// tokenBody is a token response with the members this server issues, in
+// the order json.Marshal gives a map's keys, so that it encodes to the
+// same bytes as fosite's WriteAccessResponse without a map's reflection
+// and sorting.
+type tokenBody struct {
+	AccessToken  string `json:"access_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope"`
+	TokenType    string `json:"token_type"`
+}
+
 var (
 	headerNoStore = []string{"no-store"}
 	headerNoCache = []string{"no-cache"}
@@ -227,18 +239,17 @@ var (
 )
 
 // writeTokenResponse writes resp as fosite's WriteAccessResponse would
-// (json.Marshal of resp.ToMap(): members in sorted order, HTML characters
-// escaped), and reports whether it could: a response with any member but
-// access_token, expires_in, refresh_token, scope and token_type, or of
-// another type, is left to fosite. It appends the JSON itself rather than
-// marshal a map or a struct by reflection, on every token granted.
+// (json.Marshal of resp.ToMap()), and reports whether it could: a response
+// with any member but access_token, expires_in, refresh_token, scope and
+// token_type, or of another type, is left to fosite. It reads the members
+// where fosite keeps them rather than through ToMap, which writes the
+// token into the response's map on every token granted.
 func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool {
 	r, ok := resp.(*fosite.AccessResponse)
 	if !ok {
 		return false
 	}
-	var expiresIn int64
-	var scope, refresh string
+	b := tokenBody{AccessToken: r.AccessToken, TokenType: r.TokenType}
 	var hasExpiry, hasScope bool
 	for k, v := range r.Extra {
 		switch k {
@@ -250,14 +261,14 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 			s, isString := v.(string)
 			ok = isString && s == r.TokenType
 		case "expires_in":
-			expiresIn, ok = v.(int64)
+			b.ExpiresIn, ok = v.(int64)
 			hasExpiry = true
 		case "scope":
-			scope, ok = v.(string)
+			b.Scope, ok = v.(string)
 			hasScope = true
 		case "refresh_token":
-			refresh, ok = v.(string)
-			ok = ok && refresh != ""
+			b.RefreshToken, ok = v.(string)
+			ok = ok && b.RefreshToken != ""
 		default:
 			ok = false
 		}
@@ -268,24 +279,10 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 	if !hasExpiry || !hasScope {
 		return false
 	}
-	// Allocated, not pooled: over HTTP/2, net/http may still hold a large
-	// body it was given when Write returns.
-	// The size without escapes: members, values, their quotes, an int64.
-	b := make([]byte, 0, len(`{"access_token":,"expires_in":,"refresh_token":,"scope":,"token_type":}`)+
-		len(r.AccessToken)+len(refresh)+len(scope)+len(r.TokenType)+2*4+20)
-	b = append(b, `{"access_token":`...)
-	b = appendJSONString(b, r.AccessToken)
-	b = append(b, `,"expires_in":`...)
-	b = strconv.AppendInt(b, expiresIn, 10)
-	if refresh != "" {
-		b = append(b, `,"refresh_token":`...)
-		b = appendJSONString(b, refresh)
+	js, err := json.Marshal(&b)
+	if err != nil {
+		return false
 	}
-	b = append(b, `,"scope":`...)
-	b = appendJSONString(b, scope)
-	b = append(b, `,"token_type":`...)
-	b = appendJSONString(b, r.TokenType)
-	b = append(b, '}')
 	// Assigned rather than Set: the values are shared, never modified
 	// (net/http copies them when the header is written), and Set would
 	// allocate a slice for each on every response.
@@ -294,27 +291,8 @@ func writeTokenResponse(w http.ResponseWriter, resp fosite.AccessResponder) bool
 	h["Pragma"] = headerNoCache
 	h["Content-Type"] = headerJSON
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	_, _ = w.Write(js)
 	return true
-}
-
-// appendJSONString appends s as encoding/json encodes a string: a string
-// of printable ASCII without '"', '\\', '<', '>' and '&' (every token and
-// scope this server issues) as it is, between quotes; any other through
-// encoding/json itself.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			js, err := json.Marshal(s)
-			if err != nil { // cannot happen for a string
-				panic(err)
-			}
-			return append(b, js...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // accessError writes a token endpoint error. invalid_client gets 401 with
