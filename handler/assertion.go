@@ -29,9 +29,10 @@ type claims struct {
 	ID        string
 	Scope     *string
 	// raw holds every claim as sent, in order, for a relationship's
-	// required claims: see claim. Its values, like the strings above when
-	// they needed no unescaping, are substrings of one copy of the claims
-	// set.
+	// required claims: see claim. Its values, and Audience's when they
+	// needed no unescaping, are substrings of one copy of the claims set;
+	// Issuer, Subject, ID and Scope, which outlive the request, are not
+	// (see detach).
 	raw []rawClaim
 	// rawBuf, dates, aud and scope back raw, the NumericDates, a single
 	// audience and Scope, so that a usual claims set needs no allocation
